@@ -1,0 +1,1 @@
+"""First-party zoo_core plugins, discovered through the ``zoo_core`` entry-point group."""

@@ -1,0 +1,67 @@
+"""One error tree for everything zoo_core raises on purpose.
+
+Every message says what happened, to which name or file, and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DuplicateModelError",
+    "HubError",
+    "InvalidArgumentError",
+    "PluginLoadError",
+    "SpecError",
+    "StrategyError",
+    "TransferNotRecommendedError",
+    "UnknownModelError",
+    "WeightsError",
+    "ZooError",
+]
+
+
+class ZooError(Exception):
+    """Base class of every error zoo_core raises on purpose."""
+
+
+class InvalidArgumentError(ZooError, ValueError):
+    """A caller passed a value that cannot work (bad ``num_classes``, bad option)."""
+
+
+class UnknownModelError(ZooError, KeyError):
+    """No registered plugin provides the requested model name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateModelError(ZooError, LookupError):
+    """An unqualified name is registered by more than one plugin."""
+
+
+class PluginLoadError(ZooError, ImportError):
+    """A plugin failed to import or raised in its hook (fatal only in strict mode)."""
+
+
+class SpecError(ZooError, ValueError):
+    """A plugin's spec is inconsistent with the model it builds (head or stage missing...)."""
+
+
+class ConfigError(ZooError, ValueError):
+    """registry.toml (or a user override) is malformed; the message names file, line and key."""
+
+
+class StrategyError(ZooError, ValueError):
+    """A strategy cannot be applied (unknown name, ``partial:K`` out of range, no weights)."""
+
+
+class TransferNotRecommendedError(StrategyError):
+    """``auto`` found the data scarce and dissimilar to the pretraining data."""
+
+
+class WeightsError(ZooError, OSError):
+    """Weights are missing, corrupt, pickled, or do not match their pinned sha256."""
+
+
+class HubError(ZooError, OSError):
+    """Saving, pushing or loading a Hugging Face Hub repo failed."""

@@ -71,20 +71,19 @@ class BackboneSpec:
     ``builder`` is a callable or a lazy ``"module:function"`` string, called as
     ``builder(num_classes=N)``. ``head`` is the dotted module path of the classifier;
     ``stages`` are dotted module paths of the backbone, ordered from input to output,
-    used by ``partial:K``. Either may be ``None`` when the plugin supplies
-    ``resolve_layout`` that reads them off the constructed model.
+    used by ``partial:K``; whatever precedes the first stage counts with it, whatever
+    follows the last stage (a final norm) counts with the last stage.
     """
 
     name: str
     builder: Builder | str
-    head: str | None
-    stages: tuple[str, ...] | None
+    head: str
+    stages: tuple[str, ...]
     weights: tuple[WeightsSpec, ...] = ()
     default_weights: str | None = None
     data_config: DataConfig = DataConfig()
     license: str | None = None
     description: str = ""
-    resolve_layout: Callable[[Any], tuple[str, tuple[str, ...]]] | None = None
     builder_kwargs: Mapping[str, Any] = field(default_factory=dict)
     plugin: str = ""
     distribution: str = ""

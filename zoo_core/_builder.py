@@ -1,0 +1,259 @@
+"""build_model: resolve → construct → load weights → head → strategy.
+
+The whole pipeline reads top to bottom in :func:`build_model`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from zoo_core._registry import HUB_PREFIX, Registry, get_registry, resolve_builder
+from zoo_core._specs import BackboneSpec, ModelInfo, WeightsSpec
+from zoo_core._strategies import Strategy, apply_strategy, decide_strategy, parse_strategy
+from zoo_core.errors import InvalidArgumentError, SpecError, StrategyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+__all__ = ["build_model"]
+
+log = logging.getLogger("zoo_core.builder")
+
+_SOURCE_PREFIXES = ("hf-hub:", "http://", "https://", "file://", "pkg:")
+
+
+def build_model(
+    name: str,
+    num_classes: int | None = None,
+    strategy: str | None = "auto",
+    *,
+    weights: str | os.PathLike[str] | None = "default",
+    num_train_samples: int | None = None,
+    similarity: float | None = None,
+    label_names: Sequence[str] | None = None,
+    fast: bool = True,
+    device: Any = None,
+    registry: Registry | None = None,
+) -> nn.Module:
+    """Build a ready-to-train model: the right head, frozen per the strategy.
+
+    ``weights`` is ``"default"`` (the model's default pretrained tag), a tag, a local
+    ``.safetensors`` path or directory, an ``http(s)://`` URL, ``hf-hub:org/repo[@rev]``,
+    or ``None`` (architecture only). ``strategy`` is ``linear_probe``, ``finetune``,
+    ``partial:K``, ``scratch`` or ``auto`` (decided from ``num_train_samples`` and
+    ``similarity`` with the transfer-learning table; the reason lands in
+    ``model.zoo.strategy_reason``).
+
+    >>> import zoo_core
+    >>> model = zoo_core.build_model("zoonet_s", num_classes=3, strategy="linear_probe")
+    >>> model.zoo.strategy, model.zoo.weights_tag, model.head.out_features
+    ('linear_probe', 'digits04', 3)
+    >>> sorted({n.split(".")[0] for n in model.zoo.trainable})
+    ['head']
+    """
+    if isinstance(name, str) and name.startswith(HUB_PREFIX):
+        from zoo_core._hub import build_from_hub
+
+        return build_from_hub(
+            name, num_classes, strategy, num_train_samples=num_train_samples,
+            similarity=similarity, label_names=label_names, fast=fast, device=device,
+            registry=registry,
+        )
+    reg = registry or get_registry()
+    # 1. validate cheap arguments before any heavy work
+    _check_num_classes(num_classes)
+    parsed = parse_strategy(reg.catalog.default_strategy if strategy is None else strategy)
+    # 2. resolve the name to one plugin's spec
+    resolved = reg.resolve(name)
+    spec = resolved.spec
+    if resolved.tag is not None and weights == "default":
+        weights = resolved.tag
+    wspec = _weights_spec(spec, weights, parsed)
+    # 3. decide the strategy
+    reason = f"chosen by the caller: {parsed}"
+    if parsed.kind == "auto":
+        kind, reason = decide_strategy(
+            has_pretrained=wspec is not None, num_train_samples=num_train_samples,
+            num_classes=num_classes, similarity=similarity, thresholds=reg.catalog.auto,
+        )
+        parsed = parse_strategy(kind)
+        if kind == "scratch":
+            wspec = None
+    if num_classes is None:
+        if wspec is None or wspec.num_classes is None:
+            raise InvalidArgumentError(
+                f"num_classes is required for {spec.qualified_name!r} (no pretrained head "
+                "to keep); pass num_classes=<number of classes in your data>"
+            )
+        num_classes = wspec.num_classes
+    return build_from_spec(
+        spec, num_classes, parsed, reason, wspec, label_names=label_names, fast=fast,
+        device=device,
+    )
+
+
+def build_from_spec(
+    spec: BackboneSpec,
+    num_classes: int,
+    strategy: Strategy,
+    reason: str,
+    wspec: WeightsSpec | None,
+    *,
+    label_names: Sequence[str] | None = None,
+    fast: bool = True,
+    device: Any = None,
+    base_model: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Steps 4-7 of the pipeline, shared with ``hf-hub:`` loading."""
+    builder = resolve_builder(spec)
+    kwargs = dict(spec.builder_kwargs)
+
+    def construct() -> nn.Module:
+        try:
+            return builder(num_classes=num_classes, **kwargs)  # type: ignore[no-any-return]
+        except TypeError as exc:
+            raise SpecError(f"builder {spec.builder!r} of plugin {spec.plugin!r} failed for "
+                            f"{spec.name!r}: {exc}") from exc
+
+    started = time.perf_counter()
+    # 4. construct, 5. load weights (fast path: meta + mmap + assign), 6. head
+    dropped: tuple[str, ...] = ()
+    sha256 = None
+    if wspec is None:
+        model = construct()
+        load_note = "random initialisation"
+    else:
+        from zoo_core._fastload import build_and_load
+        from zoo_core._weights import fetch_weights
+
+        path = fetch_weights(wspec.source, sha256=wspec.sha256, revision=wspec.revision,
+                             filename=wspec.filename)
+        sha256 = wspec.sha256 or _sha256_of(path)
+        model, report = build_and_load(construct, path, head=spec.head, fast=fast,
+                                       source_name=wspec.source)
+        dropped = report.dropped_head_keys
+        load_note = "fast path" if report.fast_path else f"normal path ({report.fallback_reason})"
+        if dropped:
+            log.info("%s: dropped pretrained head keys %s (num_classes %s -> %s)",
+                     spec.qualified_name, ", ".join(dropped), wspec.num_classes, num_classes)
+    _check_layout(model, spec)
+    # 7. strategy
+    trainable, frozen = apply_strategy(model, strategy, head=spec.head, stages=spec.stages)
+    labels = _labels(label_names, wspec, num_classes)
+    model.zoo = ModelInfo(  # type: ignore[assignment]
+        name=spec.name,
+        plugin=spec.plugin,
+        distribution=spec.distribution,
+        distribution_version=spec.distribution_version,
+        num_classes=num_classes,
+        head=spec.head,
+        stages=spec.stages,
+        strategy=str(strategy),
+        strategy_reason=reason,
+        weights_tag=wspec.tag if wspec is not None else None,
+        weights_source=wspec.source if wspec is not None else None,
+        weights_sha256=sha256,
+        data_config=(wspec.data_config if wspec is not None and wspec.data_config
+                     else spec.data_config),
+        license=(wspec.license if wspec is not None and wspec.license else spec.license),
+        label_names=labels,
+        trainable=trainable,
+        frozen=frozen,
+        dropped_head_keys=dropped,
+        base_model=base_model,
+        extra={"load": load_note, "seconds": round(time.perf_counter() - started, 4),
+               **(extra or {})},
+    )
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def _check_num_classes(num_classes: object) -> None:
+    if num_classes is None:
+        return
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise InvalidArgumentError(
+            f"num_classes must be a positive int (the number of classes in your data), "
+            f"got {num_classes!r}"
+        )
+
+
+def _looks_like_source(value: str) -> bool:
+    return value.startswith(_SOURCE_PREFIXES) or os.sep in value or value.endswith(
+        (".safetensors", ".pth", ".pt", ".bin", ".ckpt")) or os.path.exists(value)
+
+
+def _weights_spec(spec: BackboneSpec, weights: object, strategy: Strategy) -> WeightsSpec | None:
+    """Which weights to load, given the ``weights=`` argument and the strategy."""
+    if strategy.kind == "scratch":
+        if weights not in ("default", None):
+            raise InvalidArgumentError(
+                f"strategy 'scratch' trains from random initialisation, but weights="
+                f"{weights!r} was given; drop weights= or choose finetune/partial:K"
+            )
+        return None
+    if weights is None:
+        wspec = None
+    elif isinstance(weights, os.PathLike) or (
+        isinstance(weights, str) and spec.weights_tag(weights) is None
+        and weights != "default" and _looks_like_source(weights)
+    ):
+        source = os.fspath(weights)
+        wspec = WeightsSpec(tag="custom", source=source, description="given by the caller")
+    elif isinstance(weights, str):
+        wspec = spec.weights_tag(weights)
+        if wspec is None and weights != "default":
+            tags = ", ".join(w.tag for w in spec.weights) or "none"
+            raise InvalidArgumentError(
+                f"{spec.qualified_name!r} has no weights tag {weights!r} (tags: {tags}); "
+                "pass a tag, a .safetensors path, a URL, an hf-hub: repo, or None"
+            )
+    else:
+        raise InvalidArgumentError(f"weights must be a string, a path or None, got "
+                                   f"{type(weights).__name__}")
+    if wspec is None and strategy.needs_pretrained:
+        raise StrategyError(
+            f"strategy {strategy} needs pretrained weights, but {spec.qualified_name!r} "
+            f"{'was asked to build without weights' if weights is None else 'has none'}; "
+            "use strategy='scratch', or pass weights=<path, URL or hf-hub: repo>"
+        )
+    return wspec
+
+
+def _check_layout(model: nn.Module, spec: BackboneSpec) -> None:
+    """A spec naming modules that do not exist is the plugin's bug: say which plugin."""
+    names = {n for n, _ in model.named_modules()}
+    missing = [p for p in (spec.head, *spec.stages) if p not in names]
+    if missing:
+        top = ", ".join(n for n in names if n and "." not in n)
+        raise SpecError(
+            f"plugin {spec.plugin!r} ({spec.distribution}) declares module(s) "
+            f"{', '.join(map(repr, missing))} for {spec.name!r}, but the built model has no "
+            f"such module (top-level modules: {top}); fix the head/stages in the plugin's spec"
+        )
+
+
+def _labels(label_names: Sequence[str] | None, wspec: WeightsSpec | None,
+            num_classes: int) -> tuple[str, ...] | None:
+    if label_names is not None:
+        labels = tuple(str(x) for x in label_names)
+        if len(labels) != num_classes:
+            raise InvalidArgumentError(
+                f"label_names has {len(labels)} entries but num_classes is {num_classes}"
+            )
+        return labels
+    if wspec is not None and wspec.label_names and len(wspec.label_names) == num_classes:
+        return tuple(wspec.label_names)
+    return None
+
+
+def _sha256_of(path: Any) -> str:
+    from zoo_core._weights import sha256_file
+
+    return sha256_file(path)

@@ -57,7 +57,8 @@ def main() -> None:
     print()
     r1 = med["import timm"] / med["import zoo_core"]
     r2 = med["timm.list_models()"] / med["zoo list"]
-    r3 = med["timm.list_models('resnet*', pretrained=True)"] / med["zoo list 'resnet*' --pretrained"]
+    r3 = (med["timm.list_models('resnet*', pretrained=True)"]
+          / med["zoo list 'resnet*' --pretrained"])
     print(f"import zoo_core is {r1:.1f}x faster than import timm (target >= 10x)")
     print(f"zoo list is {r2:.1f}x faster than timm.list_models() (target >= 5x)")
     print(f"filtered list is {r3:.1f}x faster than timm's")

@@ -49,30 +49,34 @@ _LAZY = {
     "param_groups": "zoo_core._strategies",
 }
 
-__all__ = sorted(
-    [
-        "BackboneFamily",
-        "BackboneSpec",
-        "ConfigError",
-        "DataConfig",
-        "DuplicateModelError",
-        "HubError",
-        "InvalidArgumentError",
-        "ModelInfo",
-        "PluginInfo",
-        "PluginLoadError",
-        "SpecError",
-        "StrategyError",
-        "TransferNotRecommendedError",
-        "UnknownModelError",
-        "WeightsError",
-        "WeightsSpec",
-        "ZooError",
-        "__version__",
-        "hookimpl",
-        *_LAZY,
-    ]
-)
+__all__ = [
+    "BackboneFamily",
+    "BackboneSpec",
+    "ConfigError",
+    "DataConfig",
+    "DuplicateModelError",
+    "HubError",
+    "InvalidArgumentError",
+    "ModelInfo",
+    "PluginInfo",
+    "PluginLoadError",
+    "SpecError",
+    "StrategyError",
+    "TransferNotRecommendedError",
+    "UnknownModelError",
+    "WeightsError",
+    "WeightsSpec",
+    "ZooError",
+    "__version__",
+    "build_model",
+    "convert_checkpoint",
+    "decide_strategy",
+    "get_model_info",
+    "hookimpl",
+    "list_models",
+    "list_plugins",
+    "param_groups",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from zoo_core._specs import WeightsSpec
 from zoo_core.errors import ConfigError
@@ -156,7 +157,8 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
         if key not in ("allow", "deny", "prefer"):
             raise _fail(path, text, f"plugins.{key}", "unknown key; use allow, deny or prefer")
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _fail(path, text, f"plugins.{key}", f"expected a list of plugin names, got {value!r}")
+            raise _fail(path, text, f"plugins.{key}",
+                        f"expected a list of plugin names, got {value!r}")
     aliases = data.get("aliases", {})
     expect("aliases", aliases, dict, "a table")
     for key, value in aliases.items():
@@ -176,7 +178,8 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
                 raise _fail(path, text, key, "missing 'source'")
             expect(f"{key}.source", pin["source"], str, "a path, URL or hf-hub: string")
             sha = pin.get("sha256")
-            if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            valid = isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)
+            if sha is not None and not valid:
                 raise _fail(path, text, f"{key}.sha256", "expected 64 lowercase hex digits")
             if "num_classes" in pin:
                 expect(f"{key}.num_classes", pin["num_classes"], int, "a positive integer")

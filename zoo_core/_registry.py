@@ -259,7 +259,7 @@ class Registry:
             except DuplicateModelError:
                 chosen = provs
                 labels = [f"{p}/{name}" for p in provs]
-            for pname, label in zip(chosen, labels):
+            for pname, label in zip(chosen, labels, strict=True):
                 if pattern and not fnmatch.fnmatchcase(label, pattern) \
                         and not fnmatch.fnmatchcase(name, pattern):
                     continue

@@ -167,10 +167,10 @@ def _groups(model: nn.Module, head: str, stages: tuple[str, ...]) -> dict[str, i
     def within(path: str, root: str) -> bool:
         return root == "" or path == root or path.startswith(root + ".")
 
-    spans = []
+    spans: list[tuple[int, int]] = []  # (last module index of stage, stage index)
     for i, stage in enumerate(stages):
         members = [j for j, n in enumerate(order) if within(n, stage)]
-        spans.append((min(members), max(members), i))
+        spans.append((max(members), i))
     out: dict[str, int] = {}
     for path in order:
         if within(path, head):
@@ -178,7 +178,7 @@ def _groups(model: nn.Module, head: str, stages: tuple[str, ...]) -> dict[str, i
             continue
         pos = index[path]
         group = len(stages)
-        for lo, hi, i in spans:
+        for hi, i in spans:
             if pos <= hi:
                 group = i
                 break

@@ -80,8 +80,10 @@ def summarize(model: Any) -> str:
 
     info = model.zoo
     groups = _groups(model, info.head, info.stages)
-    labels = {-1: f"head ({info.head})", len(info.stages): "after last stage"}
-    labels.update({i: s if i else f"{s} (+stem)" for i, s in enumerate(info.stages)})
+    labels = {-1: f"head: {info.head}", len(info.stages): "after the last stage"}
+    labels.update({i: s for i, s in enumerate(info.stages)})
+    if info.stages and info.stages[0] != "stem":
+        labels[0] = f"{info.stages[0]} (with the stem)"
     labels[-2] = "top-level tensors"
     counts: dict[int, list[int]] = {}
     for name, param in model.named_parameters():

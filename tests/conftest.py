@@ -15,10 +15,7 @@ import pytest
 _SESSION_CACHE = Path(os.environ.get("ZOO_TEST_CACHE", "")) if os.environ.get(
     "ZOO_TEST_CACHE") else None
 
-try:
-    from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures)
-except ImportError:  # pragma: no cover  TEMPORARY until tests/hubserver.py lands
-    pass
+from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub tests)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ _STAGES: list[tuple[str, tuple[str, ...]]] = [
     (r"vit_h_", tuple(f"encoder.layers.encoder_layer_{i}" for i in range(32))),
     (r"swin_", tuple(f"features.{i}" for i in range(8))),
     (r"convnext_", tuple(f"features.{i}" for i in range(8))),
+    (r"maxvit_", ("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3")),
     (r"shufflenet_", ("conv1", "stage2", "stage3", "stage4", "conv5")),
     (r"googlenet", ("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a",
                     "inception4b", "inception4c", "inception4d", "inception4e",
@@ -69,8 +70,15 @@ def _list_names() -> dict[str, list[str]]:
 def _layout(name: str) -> tuple[str, tuple[str, ...]]:
     import torch
 
-    with torch.device("meta"):
-        model = create_model(model_name=name, num_classes=_HEAD_PROBE)
+    try:
+        with torch.device("meta"):
+            model = create_model(model_name=name, num_classes=_HEAD_PROBE)
+    except (RuntimeError, NotImplementedError):
+        # regnet computes widths with real tensors; build with only the parameters on meta
+        from zoo_core._fastload import _construct_on_meta
+
+        model, _ = _construct_on_meta(
+            lambda: create_model(model_name=name, num_classes=_HEAD_PROBE))
     heads = [n for n, m in model.named_modules()
              if getattr(getattr(m, "weight", None), "shape", (0,))[0] == _HEAD_PROBE]
     head = heads[-1]
@@ -120,6 +128,7 @@ def _get_spec(name: str) -> BackboneSpec:
             license="BSD-3-Clause (torchvision; check the dataset's terms)",
             description=f"torchvision {name} {w.name}",
             data_config=dc,
+            extra={"format": "torch-pickle"},  # converted once, safely (see module doc)
         ))
     default = None
     try:

@@ -129,10 +129,8 @@ def build_from_spec(
         load_note = "random initialisation"
     else:
         from zoo_core._fastload import build_and_load
-        from zoo_core._weights import fetch_weights
 
-        path = fetch_weights(wspec.source, sha256=wspec.sha256, revision=wspec.revision,
-                             filename=wspec.filename)
+        path = _fetch(wspec)
         sha256 = wspec.sha256 or _sha256_of(path)
         model, report = build_and_load(construct, path, head=spec.head, fast=fast,
                                        source_name=wspec.source)
@@ -251,6 +249,18 @@ def _labels(label_names: Sequence[str] | None, wspec: WeightsSpec | None,
     if wspec is not None and wspec.label_names and len(wspec.label_names) == num_classes:
         return tuple(wspec.label_names)
     return None
+
+
+def _fetch(wspec: WeightsSpec) -> Any:
+    """A verified local safetensors file for ``wspec``."""
+    from zoo_core._weights import fetch_published_pickle, fetch_weights
+
+    published_pickle = wspec.extra.get("format") == "torch-pickle" and wspec.source.startswith(
+        ("http://", "https://")) and wspec.source.endswith(".pth")
+    if published_pickle:  # a first-party plugin's published checkpoint: converted safely
+        return fetch_published_pickle(wspec.source)
+    return fetch_weights(wspec.source, sha256=wspec.sha256, revision=wspec.revision,
+                         filename=wspec.filename)
 
 
 def _sha256_of(path: Any) -> str:

@@ -359,6 +359,7 @@ def _apply_pins(spec: BackboneSpec, pins: Mapping[str, WeightsSpec]) -> Backbone
                 "num_classes": pin.num_classes or old.num_classes,
                 "license": pin.license or old.license,
                 "label_names": pin.label_names or old.label_names,
+                "extra": {},  # a pin is a safetensors source of its own
             })
     return spec.replace(weights=tuple(weights.values()))
 

@@ -1023,3 +1023,52 @@ def _prepare_tensors(state: dict[str, Any], src: Path) -> dict[str, Any]:
             seen.add(ident)
         out[key] = t
     return out
+
+
+# -------------------------------------------------------------- published pickles
+
+
+def fetch_published_pickle(url: str, *, progress: bool = True) -> Path:
+    """A first-party plugin's *published* pickle checkpoint, as a cached safetensors file.
+
+    torchvision publishes its weights only as ``.pth`` pickles named ``<arch>-<sha256
+    prefix>.pth``. Such a file is downloaded, checked against the digest prefix in its
+    name, and converted once with ``torch.load(weights_only=True)`` (no arbitrary objects
+    are unpickled); later builds load the cached safetensors file. User-given sources never
+    come here: a ``.pth`` passed as ``weights=`` is refused with the conversion command.
+    """
+    dest = _entry_path(url)
+    dest = dest.with_name(dest.name.rsplit(".", 1)[0] + ".safetensors")
+    if dest.exists() and _cache_entry_problem(dest, None, url) is None:
+        return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lock = _acquire_entry_lock(dest)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot use the download cache {dest.parent} for {url}: {exc}; set ZOO_CORE_CACHE "
+            "to a writable directory"
+        ) from exc
+    try:
+        if dest.exists() and _cache_entry_problem(dest, None, url) is None:
+            return dest
+        _unlink(dest, _sidecar(dest))
+        part = dest.with_name(dest.name + ".pth.part")
+        meta = dest.with_name(dest.name + ".pth.part.meta")
+        digest = _download(url, part, meta, progress)
+        match = re.search(r"-([0-9a-f]{8,64})\.pth$", urllib.parse.urlsplit(url).path)
+        if match and not digest.startswith(match.group(1)):
+            _unlink(part, meta)
+            raise WeightsError(
+                f"sha256 mismatch for {url}: its published name pins a digest starting "
+                f"{match.group(1)}, the download has {digest}; nothing was cached"
+            )
+        try:
+            convert_checkpoint(part, dest)
+        finally:
+            _unlink(part, meta)
+        _write_sidecar(dest, sha256_file(dest), url)
+        logger.info("converted published checkpoint %s to %s", url, dest)
+        return dest
+    finally:
+        lock.release()

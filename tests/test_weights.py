@@ -642,3 +642,32 @@ def test_import_does_not_pull_torch():
     code = "import sys, zoo_core._weights, zoo_core; assert 'torch' not in sys.modules, 'torch'"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+# ------------------------------------------------------------------ published pickles
+
+
+def test_published_pickle_is_verified_converted_and_cached(tmp_path, server):
+    """torchvision-style `<arch>-<sha256 prefix>.pth`: prefix checked, converted once."""
+    from zoo_core._weights import fetch_published_pickle
+
+    src = tmp_path / "ckpt.pth"
+    torch.save(tiny_tensors(), src)
+    body = src.read_bytes()
+    prefix = hashlib.sha256(body).hexdigest()[:8]
+    server.state.files[f"/models/tiny-{prefix}.pth"] = body
+    server.state.files["/models/tiny-deadbeef.pth"] = body
+    url = server.url(f"/models/tiny-{prefix}.pth")
+    path = fetch_published_pickle(url, progress=False)
+    assert path.suffix == ".safetensors"
+    check_safetensors(path)
+    loaded = load_file(str(path))
+    assert all(torch.equal(loaded[k], v) for k, v in tiny_tensors().items())
+    assert fetch_published_pickle(url, progress=False) == path
+    assert full_gets(server, f"/models/tiny-{prefix}.pth") == 1
+    assert not any(n.endswith(".part") for n in cache_files())
+    with pytest.raises(WeightsError, match="sha256 mismatch.*deadbeef"):
+        fetch_published_pickle(server.url("/models/tiny-deadbeef.pth"), progress=False)
+    # a user-given pickle URL is still refused
+    with pytest.raises(WeightsError, match="zoo convert"):
+        fetch_weights(url)

@@ -47,6 +47,8 @@ _LAZY = {
     "list_models": "zoo_core._registry",
     "list_plugins": "zoo_core._registry",
     "param_groups": "zoo_core._strategies",
+    "push_to_hub": "zoo_core._hub",
+    "save_pretrained": "zoo_core._hub",
 }
 
 __all__ = [
@@ -76,6 +78,8 @@ __all__ = [
     "list_models",
     "list_plugins",
     "param_groups",
+    "push_to_hub",
+    "save_pretrained",
 ]
 
 
@@ -94,6 +98,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo_core._builder import build_model
+    from zoo_core._hub import push_to_hub, save_pretrained
     from zoo_core._registry import get_model_info, list_models, list_plugins
     from zoo_core._strategies import decide_strategy, param_groups
     from zoo_core._weights import convert_checkpoint

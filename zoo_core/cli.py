@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from zoo_core._hub import add_cli as add_hub_cli
 from zoo_core.errors import ZooError
 
 
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build the project's own backbone with each strategy")
     p.add_argument("--model", default="zoonet_s")
     p.set_defaults(func=_cmd_demo)
+
+    add_hub_cli(sub)  # zoo push DIR REPO_ID
     return parser
 
 

@@ -264,6 +264,6 @@ def _fetch(wspec: WeightsSpec) -> Any:
 
 
 def _sha256_of(path: Any) -> str:
-    from zoo_core._weights import sha256_file
+    from zoo_core._weights import known_sha256
 
-    return sha256_file(path)
+    return known_sha256(path)

@@ -1072,3 +1072,10 @@ def fetch_published_pickle(url: str, *, progress: bool = True) -> Path:
         return dest
     finally:
         lock.release()
+
+
+def known_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a loaded weights file: the cache sidecar when valid, else hashed once
+    per process (memoised by path, size, mtime and inode)."""
+    target = Path(path)
+    return _read_sidecar(target) or _file_digest(target)

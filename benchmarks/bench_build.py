@@ -1,0 +1,211 @@
+"""Build + load pretrained weights: zoo_core's fast path vs timm / torchvision.
+
+For each architecture a weight file is written into a temp dir (from a normally built model
+with the pretrained num_classes, 1000), then both sides build the model with
+num_classes=10 from that file:
+
+* ours:   ``zoo_core.build_model(n, 10, "linear_probe", weights=file)`` (the public builder:
+  resolve, meta-device construction, mmap + assign, new head, strategy, sha256 metadata)
+* theirs: ``timm.create_model(n, pretrained=True, pretrained_cfg_overlay=dict(file=file),
+  num_classes=10)``; for torchvision ``resnet50()`` + ``load_state_dict`` + a new ``fc``.
+
+Time ("ms"): in-process wall time after imports, one fresh process per (arch, side), one
+untimed warm-up build then the median of --reps builds. Peak RSS: a fresh process per
+(arch, side) doing the imports and ONE build, then ``getrusage(RUSAGE_SELF).ru_maxrss``;
+"base" is a process that only imports torch and timm. Both sides read the file from the
+page cache (it was just written).
+
+    python benchmarks/bench_build.py [--quick] [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # timm name, or "tv:<torchvision name>"
+    head: str
+
+    @property
+    def is_tv(self) -> bool:
+        return self.name.startswith("tv:")
+
+
+CASES = [
+    Case("resnet50", "fc"),
+    Case("convnext_tiny", "head.fc"),
+    Case("vit_base_patch16_224", "head"),
+    Case("efficientnet_b0", "classifier"),
+    Case("tv:resnet50", "fc"),
+]
+QUICK = ["resnet50", "efficientnet_b0"]
+
+
+def construct(case: Case, num_classes: int):
+    if case.is_tv:
+        import torchvision
+
+        return getattr(torchvision.models, case.name[3:])(num_classes=num_classes)
+    import timm
+
+    return timm.create_model(case.name, num_classes=num_classes)
+
+
+def build_ours(case: Case, file: str):
+    import zoo_core
+
+    name = f"torchvision/{case.name[3:]}" if case.is_tv else f"timm/{case.name}"
+    return zoo_core.build_model(name, NUM_CLASSES, "linear_probe", weights=file)
+
+
+def build_theirs(case: Case, file: str):
+    if case.is_tv:
+        import safetensors.torch
+        import torch
+        import torchvision
+
+        model = getattr(torchvision.models, case.name[3:])()
+        model.load_state_dict(safetensors.torch.load_file(file))
+        model.fc = torch.nn.Linear(model.fc.in_features, NUM_CLASSES)
+        return model
+    import timm
+
+    return timm.create_model(
+        case.name, pretrained=True, pretrained_cfg_overlay=dict(file=file), num_classes=10
+    )
+
+
+def _imports(side: str) -> None:
+    import timm  # noqa: F401
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+
+    if side == "ours":
+        import zoo_core._fastload  # noqa: F401
+
+
+def _peak_rss_kib() -> int:
+    # ru_maxrss carries the parent's high-water mark over fork/exec on Linux, so the
+    # orchestrating process below never imports torch (it stays a few MiB).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.side == "write":
+        _write_weights(next(c for c in CASES if c.name == args.case), args.file)
+        print(json.dumps({}))
+        return
+    if args.side == "base":
+        import timm  # noqa: F401
+        import torch  # noqa: F401
+
+        print(json.dumps({"maxrss_kib": _peak_rss_kib()}))
+        return
+    case = next(c for c in CASES if c.name == args.case)
+    build = build_ours if args.side == "ours" else build_theirs
+    _imports(args.side)
+    times = []
+    for i in range(args.reps + (0 if args.rss else 1)):  # first build: warm-up, untimed
+        gc.collect()
+        start = time.perf_counter()
+        model = build(case, args.file)
+        elapsed = time.perf_counter() - start
+        assert sum(p.numel() for p in model.parameters()) > 0
+        del model
+        if args.rss or i > 0:
+            times.append(elapsed)
+    print(json.dumps({"times": times, "maxrss_kib": _peak_rss_kib()}))
+
+
+def _run_worker(*extra: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", *extra]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _write_weights(case: Case, path: str) -> None:
+    import safetensors.torch
+    import torch
+
+    torch.manual_seed(0)
+    model = construct(case, 1000)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(sd, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 archs, 2 reps (smoke test)")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rss", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    reps = args.reps or (2 if args.quick else 5)
+    cases = [c for c in CASES if not args.quick or c.name in QUICK]
+    base = statistics.median(_run_worker("--side", "base")["maxrss_kib"] for _ in range(3))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
+        for case in cases:
+            file = os.path.join(tmp, case.name.replace(":", "_") + ".safetensors")
+            _run_worker("--side", "write", "--case", case.name, "--file", file)
+            row = {"case": case}
+            for side in ("ours", "theirs"):
+                common = ("--side", side, "--case", case.name, "--file", file)
+                res = _run_worker(*common, "--reps", str(reps))
+                row[side] = statistics.median(res["times"]) * 1000
+                row[side + "_rss"] = _run_worker(*common, "--reps", "1", "--rss")["maxrss_kib"]
+            rows.append(row)
+            print(
+                f"  {case.name}: ours {row['ours']:.0f} ms, theirs {row['theirs']:.0f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    mib = 1024.0
+    header = (
+        f"{'arch':<24} {'ours ms':>9} {'theirs ms':>10} {'speedup':>8} "
+        f"{'RSS ours':>9} {'theirs':>7} {'base':>6}  (MiB)"
+    )
+    print(f"median of {reps} in-process builds after imports; peak RSS of a 1-build process")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['case'].name:<24} {r['ours']:>9.1f} {r['theirs']:>10.1f} "
+            f"{r['theirs'] / r['ours']:>7.1f}x {r['ours_rss'] / mib:>9.0f} "
+            f"{r['theirs_rss'] / mib:>7.0f} {base / mib:>6.0f}"
+        )
+    timm_rows = [r for r in rows if not r["case"].is_tv]
+    if timm_rows:
+        med = statistics.median(r["theirs"] / r["ours"] for r in timm_rows)
+        worst_rss = max(r["ours_rss"] / base for r in rows)
+        print(
+            f"\nmedian speedup vs timm: {med:.1f}x (target >= 5x); slowest case: "
+            f"{min(r['theirs'] / r['ours'] for r in rows):.1f}x (target >= 1x); "
+            f"max ours RSS / base: {worst_rss:.3f} (target <= 1.10)"
+        )
+
+
+if __name__ == "__main__":
+    main()

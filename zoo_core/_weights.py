@@ -700,6 +700,13 @@ def _fetch_url(url: str, pin: str | None, progress: bool) -> Path:
     if dest.exists() and _read_sidecar(dest) is not None:
         if _cache_entry_problem(dest, pin, url) is None:
             return dest
+    with _entry_locked(dest, url):
+        return _fetch_url_locked(url, dest, pin, progress)
+
+
+@contextlib.contextmanager
+def _entry_locked(dest: Path, url: str) -> Any:
+    """Hold the per-entry inter-process lock of cache entry ``dest``."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         lock = _acquire_entry_lock(dest)
@@ -709,7 +716,7 @@ def _fetch_url(url: str, pin: str | None, progress: bool) -> Path:
             "to a writable directory"
         ) from exc
     try:
-        return _fetch_url_locked(url, dest, pin, progress)
+        yield
     finally:
         lock.release()
 
@@ -1041,15 +1048,7 @@ def fetch_published_pickle(url: str, *, progress: bool = True) -> Path:
     dest = dest.with_name(dest.name.rsplit(".", 1)[0] + ".safetensors")
     if dest.exists() and _cache_entry_problem(dest, None, url) is None:
         return dest
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        lock = _acquire_entry_lock(dest)
-    except OSError as exc:
-        raise WeightsError(
-            f"cannot use the download cache {dest.parent} for {url}: {exc}; set ZOO_CORE_CACHE "
-            "to a writable directory"
-        ) from exc
-    try:
+    with _entry_locked(dest, url):
         if dest.exists() and _cache_entry_problem(dest, None, url) is None:
             return dest
         _unlink(dest, _sidecar(dest))
@@ -1070,8 +1069,6 @@ def fetch_published_pickle(url: str, *, progress: bool = True) -> Path:
         _write_sidecar(dest, sha256_file(dest), url)
         logger.info("converted published checkpoint %s to %s", url, dest)
         return dest
-    finally:
-        lock.release()
 
 
 def known_sha256(path: str | os.PathLike[str]) -> str:

@@ -340,6 +340,12 @@ class _Recorder:
             return func(*args, **kwargs)
 
         out = func(*args, **kwargs)
+        if self.empty_ptrs and name not in _ALIAS_OPS:
+            # A fresh allocation at an address torch.empty handed out earlier means that
+            # empty tensor was freed: the address no longer marks uninitialised memory.
+            for o in _iter_tensors(out):
+                if o.device.type == "cpu" and o._base is None and o.numel():
+                    self.empty_ptrs.discard(o.data_ptr())
         # Track tensors derived from meta params (views, detach) so that in-place writes
         # through them are not silently lost.
         roots: set[int] = set()

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/zoo demo
+	$(BIN)/zoo finetune --compare
 
 lint: $(STAMP)
 	$(BIN)/ruff check zoo_core plugins tests benchmarks scripts

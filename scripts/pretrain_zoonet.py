@@ -38,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import zoo_core_plugins.zoonet as plugin
 from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from tqdm import tqdm
+
+import zoo_core_plugins.zoonet as plugin
 from zoo_core_plugins.zoonet import arch, digits
 
 REPO = Path(__file__).resolve().parents[1]

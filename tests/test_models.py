@@ -73,7 +73,8 @@ def test_sample_builds_with_each_strategy(name, shape, strategy, weight_files) -
     assert any(True for _ in head.parameters())
     if weights is not None:
         # the 1000-class head of the file was dropped, the rest loaded exactly
-        assert info.dropped_head_keys and all(k.startswith(info.head) for k in info.dropped_head_keys)
+        dropped = info.dropped_head_keys
+        assert dropped and all(k.startswith(info.head) for k in dropped)
         ref = zoo_core.build_model(name, 1000, "finetune", weights=weights).state_dict()
         for key, value in model.state_dict().items():
             if not key.startswith(info.head + "."):

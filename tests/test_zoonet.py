@@ -13,11 +13,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-import zoo_core_plugins.zoonet as zoonet
 from torch import nn
-from zoo_core_plugins.zoonet import digits
 
+import zoo_core_plugins.zoonet as zoonet
 from zoo_core import BackboneSpec
+from zoo_core_plugins.zoonet import digits
 
 SPECS = {s.name: s for s in zoonet.backbone_specs()}
 NAMES = ["zoonet_s", "zoonet_m"]

@@ -43,6 +43,7 @@ _LAZY = {
     "build_model": "zoo_core._builder",
     "convert_checkpoint": "zoo_core._weights",
     "decide_strategy": "zoo_core._strategies",
+    "finetune": "zoo_core._finetune",
     "get_model_info": "zoo_core._registry",
     "list_models": "zoo_core._registry",
     "list_plugins": "zoo_core._registry",
@@ -73,6 +74,7 @@ __all__ = [
     "build_model",
     "convert_checkpoint",
     "decide_strategy",
+    "finetune",
     "get_model_info",
     "hookimpl",
     "list_models",
@@ -98,6 +100,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo_core._builder import build_model
+    from zoo_core._finetune import finetune
     from zoo_core._hub import push_to_hub, save_pretrained
     from zoo_core._registry import get_model_info, list_models, list_plugins
     from zoo_core._strategies import decide_strategy, param_groups

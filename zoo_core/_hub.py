@@ -201,6 +201,9 @@ def _save(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the saved folder is a normal one
     except OSError as exc:
         raise HubError(f"cannot create {target}: {exc}") from exc
     try:

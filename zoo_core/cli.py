@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from zoo_core._finetune import add_cli as add_finetune_cli
 from zoo_core._hub import add_cli as add_hub_cli
 from zoo_core.errors import ZooError
 
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     add_hub_cli(sub)  # zoo push DIR REPO_ID
+    add_finetune_cli(sub)  # zoo finetune [MODEL] --data DIR ...
     return parser
 
 

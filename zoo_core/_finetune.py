@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import csv
 import dataclasses
 import io
@@ -262,6 +263,10 @@ def _destroy_group() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # Leave together: a rank tearing gloo down while its peer still talks to it can
+        # abort the peer at exit (seen once under torchrun on a loaded machine).
+        with contextlib.suppress(Exception):
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -116,7 +116,7 @@ def stratified_split(labels: Sequence[int] | np.ndarray, val_fraction: float = 0
 
     Each class gives ``round(n_c * val_fraction)`` images to val (at least one when the
     class has two or more images and ``val_fraction > 0``; a class with one image stays
-    in train). Same rule as ``zoo_core_plugins.zoonet.digits.stratified_split``.
+    in train). Also used by the zoonet plugin for the digits splits.
 
     >>> tr, va = stratified_split([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], 0.2, seed=0)
     >>> len(tr), len(va)

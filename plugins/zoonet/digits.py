@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from zoo_core._data import stratified_split  # one split rule for every dataset
+
 SOURCE_CLASSES: tuple[int, ...] = (0, 1, 2, 3, 4)
 TARGET_CLASSES: tuple[int, ...] = (5, 6, 7, 8, 9)
 MAX_LEVEL = 16  # load_digits grey levels are 0..16
@@ -76,30 +78,6 @@ def source_target_split() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
         idx = np.flatnonzero(np.isin(labels, classes))
         out[name] = (images[idx], labels[idx], idx)
     return out
-
-
-def stratified_split(
-    labels: Sequence[int] | np.ndarray, val_fraction: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split of positions ``0..len(labels)-1`` into ``(train, val)``.
-
-    Each class contributes ``round(n_c * val_fraction)`` positions to val (at least one
-    when ``val_fraction > 0`` and the class has two or more images). Both arrays are sorted.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for c in np.unique(labels):
-        pos = np.flatnonzero(labels == c)
-        pos = pos[rng.permutation(len(pos))]
-        n_val = int(round(len(pos) * val_fraction))
-        if val_fraction > 0 and n_val == 0 and len(pos) >= 2:
-            n_val = 1
-        val.append(pos[:n_val])
-        train.append(pos[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 def source_train_val(

@@ -139,19 +139,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """The embedded default: build the project's own backbone with each strategy."""
-    from zoo_core._builder import build_model
-
-    for strategy in ("linear_probe", "partial:1", "finetune", "scratch"):
-        model = build_model(args.model, 5, strategy)
-        print(summarize(model))
-        print()
-    model = build_model(args.model, 5, "auto", num_train_samples=50, similarity=0.9)
-    print(f"auto (50 images, similarity 0.9) -> {model.zoo.strategy}: {model.zoo.strategy_reason}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo", description="A plugin-based model zoo for transfer learning.")
@@ -193,10 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_convert)
-
-    p = sub.add_parser("demo", help="build the project's own backbone with each strategy")
-    p.add_argument("--model", default="zoonet_s")
-    p.set_defaults(func=_cmd_demo)
 
     add_hub_cli(sub)  # zoo push DIR REPO_ID
     add_finetune_cli(sub)  # zoo finetune [MODEL] --data DIR ...

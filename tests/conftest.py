@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-# One name-list cache for the whole session: timm's list is built once, not per test.
-_SESSION_CACHE = Path(os.environ.get("ZOO_TEST_CACHE", "")) if os.environ.get(
-    "ZOO_TEST_CACHE") else None
-
 from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub tests)
 
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _SESSION_CACHE or tmp_path_factory.mktemp("zoo-cache")
+    """One cache for the whole session: timm's name list is built once, not per test."""
+    return tmp_path_factory.mktemp("zoo-cache")
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +26,7 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Iter
     for var in ("ZOO_CORE_STRICT_PLUGINS", "ZOO_CORE_PLUGINS", "ZOO_CORE_BLOCK_PLUGINS",
                 "ZOO_CORE_DISABLE_PLUGIN_AUTOLOAD", "ZOO_CORE_REGISTRY"):
         monkeypatch.delenv(var, raising=False)
-    if "ZOO_CORE_CACHE" not in os.environ or os.environ["ZOO_CORE_CACHE"] != str(session_cache):
-        monkeypatch.setenv("ZOO_CORE_CACHE", str(session_cache))
+    monkeypatch.setenv("ZOO_CORE_CACHE", str(session_cache))
     _registry.reset_registry()
     yield
     _registry.reset_registry()

@@ -62,8 +62,8 @@ def test_strategy_shapes_trainable_sets() -> None:
     probe = zoo_core.build_model("zoonet_s", 3, "linear_probe").zoo
     assert {n.split(".")[0] for n in probe.trainable} == {"head"}
     p1 = zoo_core.build_model("zoonet_s", 3, "partial:1").zoo
-    assert {n.rsplit(".", 2)[0] for n in p1.trainable if not n.startswith("head")} == {
-        n.rsplit(".", 2)[0] for n in p1.trainable if n.startswith("stages.2")}
+    assert all(n.startswith(("head.", "stages.2.")) for n in p1.trainable)
+    assert any(n.startswith("stages.2.") for n in p1.trainable)
     full = zoo_core.build_model("zoonet_s", 3, "finetune").zoo
     assert not full.frozen
     scratch = zoo_core.build_model("zoonet_s", 3, "scratch").zoo

@@ -19,7 +19,6 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import zoo_core
-from zoo_core import TransferNotRecommendedError
 from zoo_core._data import (
     BadImageWarning,
     DatasetError,
@@ -29,7 +28,7 @@ from zoo_core._data import (
     make_transforms,
     scan_image_folder,
 )
-from zoo_core._finetune import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, add_cli, finetune, run_default
+from zoo_core._finetune import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, add_cli, finetune
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,46 +147,6 @@ def test_augment_forces_the_slow_path_and_says_so(digits, capsys):
                       augment={"hflip": 0.0, "scale": (0.6, 1.0)})
     assert not res.feature_cache and "augmentation" in res.path
     assert "augment=True" in capsys.readouterr().out
-
-
-# ----------------------------------------------------------------------------- auto
-
-
-def test_auto_measures_similarity_and_refuses_on_digits_5_9(digits):
-    """digits04 features fit digits 5-9 worse than random features: scarce + dissimilar."""
-    with pytest.raises(TransferNotRecommendedError, match="force=True") as info:
-        finetune("zoonet_s", digits, strategy="auto", epochs=1, **QUIET)
-    fig = info.value.figures
-    assert fig["similarity"] < 0.5 and fig["per_class"] == 6
-    assert 0 <= fig["acc_pretrained"] <= 1 and 0 <= fig["acc_random"] <= 1
-    assert "nearest centroid" in str(info.value) or "nearest-centroid" in str(info.value)
-
-    _, res = finetune("zoonet_s", digits, strategy="auto", force=True, epochs=1, **QUIET)
-    assert res.strategy == "finetune" and res.forced and "forced" in res.reason
-    assert res.figures["similarity"] == fig["similarity"]
-
-
-def test_auto_picks_linear_probe_on_similar_data(tmp_path, capsys):
-    """The pretraining domain itself (digits 0-4): pretrained features are far better."""
-    src = export_imagefolder(tmp_path / "src", classes=range(5), per_class=6)
-    _, res = finetune("zoonet_s", src, strategy="auto", epochs=1, progress=False)
-    assert res.strategy == "linear_probe" and res.requested_strategy == "auto"
-    assert res.figures["similarity"] >= 0.5 > res.figures["acc_random"] - 0.5
-    assert res.figures["acc_pretrained"] > res.figures["acc_random"]
-    out = capsys.readouterr().out
-    assert "similarity" in out and "decision    linear_probe" in out
-
-
-def test_auto_refuses_random_noise_and_override_skips_measurement(tmp_path):
-    for c in "abc":
-        for i in range(8):
-            _png(tmp_path / "noise" / c / f"{i}.png", seed=hash((c, i)) % 1000)
-    with pytest.raises(TransferNotRecommendedError) as info:
-        finetune("zoonet_s", tmp_path / "noise", strategy="auto", epochs=1, **QUIET)
-    assert info.value.figures["similarity"] < 0.5
-    _, res = finetune("zoonet_s", tmp_path / "noise", strategy="auto", epochs=1,
-                      similarity_override=0.9, **QUIET)
-    assert res.strategy == "linear_probe" and "acc_pretrained" not in res.figures
 
 
 # ----------------------------------------------------------------------------- resume
@@ -328,17 +287,6 @@ def test_cli_finetune(tmp_path, digits, capsys):
                               "0.05"])
     assert args.func(args) == 0
     assert "resume      from" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_run_default_table(capsys):
-    rows = run_default(epochs=2, per_class=4)
-    assert [r["strategy"] for r in rows] == ["linear_probe", "partial:1", "finetune",
-                                             "scratch", "auto"]
-    assert all(r["val_acc"] is not None for r in rows[:4])
-    assert rows[-1]["decided"] == "refused" and "similarity" in rows[-1]["note"]
-    table = capsys.readouterr().out
-    assert "strategy" in table and "val acc" in table and "scratch" in table
 
 
 def test_push_best_to_hub(hub_env, tmp_path, digits):

@@ -1,135 +1,32 @@
-"""``auto``: measure the data and the pretrained features, decide, explain."""
+"""``auto``: measure the data and the pretrained features, decide, explain.
+
+1. :func:`~zoo_core._finetune.measure.measure_transfer` scores a cross-validated probe on
+   pretrained and on random-init features of a class-balanced training sample;
+2. :func:`zoo_core._decide.decide` places the data in a cell of the transfer-learning
+   table and picks a strategy, saying where it departs from the cell's literal advice;
+3. where the decision leaves two candidates close and there is data enough to hold some
+   out (``[auto] pilot_min_per_class``), a short **pilot** trains both on a stratified
+   80/20 split of the training images for ``[auto] pilot_fraction`` of the epochs and
+   keeps the better one (ties keep the decision's first choice).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from zoo_core._finetune.features import _extract
-from zoo_core._finetune.utils import _Printer, _seed_all, _set_input_size
+from zoo_core._finetune.measure import Measurements, measure_transfer
+from zoo_core._finetune.utils import _Printer
 from zoo_core.errors import StrategyError, TransferNotRecommendedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo_core._data import FolderData
 
-MEASURE_PER_CLASS = 50
-MEASURE_MAX_IMAGES = 1000
-RANDOM_INITS = 3  # random-feature baseline: mean over this many initialisations
-
-
-def _loo_centroid_accuracy(x: Any, y: Any) -> float | None:
-    """Leave-one-out nearest-centroid accuracy on standardised features ``x`` (N, D).
-
-    The own-class centroid excludes the sample itself: its squared distance is
-    ``(n_c / (n_c - 1))**2 * |x_i - mu_c|**2``. Samples of classes with one image are
-    not scored. ``None`` when nothing can be scored.
-    """
-    import torch
-
-    x = x.double().flatten(1)
-    x = (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-6)
-    classes = torch.unique(y)
-    mu = torch.stack([x[y == c].mean(0) for c in classes])
-    n = torch.stack([(y == c).sum() for c in classes]).double()
-    d = torch.cdist(x, mu) ** 2
-    own = torch.searchsorted(classes, y)
-    n_own = n[own]
-    scored = n_own > 1
-    if not bool(scored.any()):
-        return None
-    rows = torch.arange(len(y))
-    factor = torch.where(scored, n_own / (n_own - 1).clamp(min=1), torch.ones_like(n_own))
-    d[rows, own] = d[rows, own] * factor**2
-    pred = d.argmin(1)
-    return float((pred[scored] == own[scored]).double().mean())
-
-
-def _measure_indices(labels: Sequence[int], seed: int) -> list[int]:
-    import numpy as np
-
-    labels_arr = np.asarray(labels)
-    classes = np.unique(labels_arr)
-    per = max(2, min(MEASURE_PER_CLASS, MEASURE_MAX_IMAGES // max(1, len(classes))))
-    rng = np.random.default_rng([seed, 7])
-    chosen = []
-    for c in classes:
-        pos = np.flatnonzero(labels_arr == c)
-        if len(pos) > per:
-            pos = np.sort(rng.choice(pos, per, replace=False))
-        chosen.extend(int(p) for p in pos)
-    return sorted(chosen)
-
-
-def measure_similarity(
-    model_name: str,
-    folder: FolderData,
-    *,
-    weights: Any = "default",
-    seed: int = 0,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: Any = "cpu",
-    input_size: tuple[int, int, int] | None = None,
-) -> dict[str, Any]:
-    """Measure how well the pretrained features fit the target data (see module doc).
-
-    Returns the figures: ``acc_pretrained``, ``acc_random``, ``chance``, ``similarity``
-    (``None`` when no class has two images), ``images``, ``method``, ``formula``,
-    ``seconds``.
-    """
-    import torch
-
-    from zoo_core._builder import build_model
-    from zoo_core._data import ImageDataset, make_transforms
-
-    started = time.perf_counter()
-    device = torch.device(device)
-    classes = list(folder.classes)
-    idx = _measure_indices([lab for _, lab in folder.train], seed)
-    labels = torch.tensor([folder.train[i][1] for i in idx])
-    accs: dict[str, Any] = {}
-    runs = [("pretrained", "linear_probe", weights, seed)]
-    runs += [(f"random{i}", "scratch", "default", seed + 1 + i) for i in range(RANDOM_INITS)]
-    for kind, strategy, w, s in runs:
-        _seed_all(s)
-        m = build_model(model_name, len(classes), strategy, weights=w, label_names=classes,
-                        device=device)
-        _set_input_size(m, input_size)
-        _, eval_tf = make_transforms(m)
-        ds = ImageDataset(folder.train, eval_tf)
-        feats, valid, _, ok = _extract(m, m.zoo.head, ds, idx, batch_size=batch_size,
-                                       num_workers=num_workers, device=device, check=False)
-        if not ok:
-            raise StrategyError(
-                f"cannot measure similarity for {model_name!r}: its head module "
-                f"{m.zoo.head!r} does not take one tensor; pass strategy= explicitly")
-        accs[kind] = None if feats is None else _loo_centroid_accuracy(
-            feats[valid.to(feats.device)].cpu(), labels[valid])
-        del m
-    chance = 1.0 / len(classes)
-    rand = [accs[f"random{i}"] for i in range(RANDOM_INITS)]
-    acc_pre = accs["pretrained"]
-    acc_rand = None if None in rand else sum(rand) / len(rand)
-    if acc_pre is None or acc_rand is None:
-        similarity = None
-    elif 1.0 - acc_rand < 1e-9:
-        similarity = 1.0 if acc_pre >= acc_rand else 0.0
-    else:
-        similarity = min(1.0, max(0.0, (acc_pre - acc_rand) / (1.0 - acc_rand)))
-    return {
-        "method": "leave-one-out nearest-centroid accuracy on standardised head-input "
-                  f"features, pretrained vs randomly initialised backbone (mean of "
-                  f"{RANDOM_INITS} initialisations)",
-        "formula": "similarity = clip((acc_pretrained - acc_random) / (1 - acc_random), 0, 1)",
-        "images": len(idx),
-        "acc_pretrained": acc_pre,
-        "acc_random": acc_rand,
-        "acc_random_each": rand,
-        "chance": chance,
-        "similarity": similarity,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+# pilot(strategy, folder, epochs) -> holdout accuracy; supplied by the pipeline
+PilotFn = Callable[[str, "FolderData", int], float]
 
 
 def _has_pretrained(model_name: str, weights: Any) -> bool:
@@ -148,67 +45,123 @@ def _has_pretrained(model_name: str, weights: Any) -> bool:
         return False
 
 
-def _fmt_figures(fig: Mapping[str, Any]) -> str:
-    def f(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
+def fmt_measurements(m: Measurements) -> str:
+    """The measured figures, in the words the decision uses."""
+    def score(s: Any) -> str:
+        return "n/a" if s is None else f"{s.mean:.3f} +- {s.std:.3f}"
 
-    lines = [f"data        {fig['num_train']} training images, {fig['num_classes']} classes, "
-             f"{fig['per_class']:.1f} per class (plenty from {fig['plenty_per_class']})"]
-    if "acc_pretrained" in fig:
-        lines.append(
-            f"similarity  {f(fig['similarity'])} (high from {fig['high_similarity']}): "
-            f"nearest-centroid accuracy {f(fig['acc_pretrained'])} on pretrained features vs "
-            f"{f(fig['acc_random'])} on random features (chance {fig['chance']:.3f}), "
-            f"leave-one-out on {fig['images']} training images, {fig['seconds']:.1f} s")
-    elif fig.get("similarity") is not None:
-        lines.append(f"similarity  {fig['similarity']:.3f} (given, not measured)")
-    elif not fig.get("pretrained", True):
-        lines.append("similarity  not measured: the model has no pretrained weights")
+    lines = [f"data        {m.num_train} training images, {m.num_classes} classes, "
+             f"{m.per_class:.1f} per class (smallest {m.min_per_class}); chance "
+             f"{m.chance:.3f}"]
+    folds = f"{m.random.folds}-fold x {m.random.repeats}"
+    if m.pretrained is None:
+        lines.append("probe       no pretrained weights: only random-init features measured "
+                     f"({score(m.random)})")
+    else:
+        lines.append(f"probe       logistic regression, {folds}, on {m.images} sampled "
+                     f"images: pretrained features {score(m.pretrained)}, random-init "
+                     f"features {score(m.random)} (BatchNorm recalibrated), "
+                     f"{m.seconds:.1f} s")
+    lines += [f"warning     {p}" for p in m.problems]
     return "\n".join(lines)
 
 
-def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int,
-            similarity_override: float | None, force: bool, device: Any, num_workers: int,
-            say: _Printer, input_size: Any = None) -> tuple[str, str, bool, dict[str, Any]]:
-    """``auto``: measure, decide, explain. Returns (strategy, reason, forced, figures)."""
+def _pilot_split(folder: FolderData, seed: int) -> FolderData:
+    from zoo_core._data import stratified_split
+
+    labels = [lab for _, lab in folder.train]
+    tr, ho = stratified_split(labels, 0.2, seed)
+    train = tuple(folder.train[i] for i in tr)
+    hold = tuple(folder.train[i] for i in ho)
+    return dataclasses.replace(folder, train=train, val=hold,
+                               split="pilot: 80/20 stratified split of the training images")
+
+
+def _run_pilot(candidates: tuple[str, ...], folder: FolderData, *, epochs: int, seed: int,
+               pilot: PilotFn, say: _Printer) -> tuple[str, dict[str, Any]]:
+    pilot_data = _pilot_split(folder, seed)
+    started = time.perf_counter()
+    accs = {}
+    for s in candidates:
+        accs[s] = pilot(s, pilot_data, epochs)
+        say(f"pilot       {s}: {accs[s]:.3f} on {len(pilot_data.val)} held-out training "
+            f"images after {epochs} epoch(s)")
+    first = candidates[0]
+    best = max(candidates, key=lambda s: (accs[s] - (0.01 if s != first else 0.0)))
+    info = {"candidates": list(candidates), "accuracy": accs, "epochs": epochs,
+            "holdout": len(pilot_data.val), "seconds": round(time.perf_counter() - started, 3)}
+    return best, info
+
+
+def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, force: bool,
+            device: Any, num_workers: int, say: _Printer, input_size: Any = None,
+            epochs: int = 30, pilot: PilotFn | None = None,
+            progress: bool = False) -> tuple[str, str, bool, dict[str, Any]]:
+    """``auto``: measure, decide, explain. Returns (strategy, reason, forced, figures).
+
+    Raises :class:`~zoo_core.TransferNotRecommendedError` (with ``.figures``) when the data
+    gives nothing to learn from, unless ``force``.
+    """
+    from tqdm import tqdm
+
+    from zoo_core._decide import decide
+    from zoo_core._finetune.measure import RANDOM_INITS
     from zoo_core._registry import get_registry
-    from zoo_core._strategies import decide_strategy
 
     thresholds = get_registry().catalog.auto
-    n, c = len(folder.train), folder.num_classes
-    figures: dict[str, Any] = {"num_train": n, "num_classes": c, "per_class": n / c,
-                               "plenty_per_class": thresholds.plenty_per_class,
-                               "high_similarity": thresholds.high_similarity}
     pretrained = _has_pretrained(model_name, weights)
-    similarity = None
-    if pretrained:
-        if similarity_override is not None:
-            similarity = float(similarity_override)
-            figures["similarity"] = similarity
-            figures["similarity_source"] = "given by the caller (similarity_override)"
-        else:
-            measured = measure_similarity(model_name, folder, weights=weights, seed=seed,
-                                          device=device, num_workers=num_workers,
-                                          input_size=input_size)
-            figures.update(measured)
-            similarity = measured["similarity"]
-            figures["similarity_source"] = "measured"
-    figures["pretrained"] = pretrained
-    say(_fmt_figures(figures))
+    bar = tqdm(total=RANDOM_INITS + int(pretrained), desc="auto: measuring features",
+               unit="pass", leave=False, disable=not progress, file=sys.stderr)
     try:
-        kind, reason = decide_strategy(has_pretrained=pretrained, num_train_samples=n,
-                                       num_classes=c, similarity=similarity,
-                                       thresholds=thresholds)
-    except TransferNotRecommendedError as exc:
+        m = measure_transfer(model_name, folder, weights=weights, pretrained=pretrained,
+                             seed=seed, device=device, num_workers=num_workers,
+                             input_size=input_size,
+                             progress=lambda step: (bar.set_postfix_str(step), bar.update()))
+    finally:
+        bar.close()
+    say(fmt_measurements(m))
+    spread = max(m.random.std, m.pretrained.std if m.pretrained is not None else 0.0)
+    d = decide(per_class=m.per_class, chance=m.chance,
+               probe_pretrained=None if m.pretrained is None else m.pretrained.mean,
+               probe_random=m.random.mean, spread=spread, thresholds=thresholds)
+    figures: dict[str, Any] = {**m.as_dict(), "decision": d.as_dict(),
+                               "thresholds": dataclasses.asdict(thresholds)}
+    say(f"table cell  {d.cell}: the table says {d.table_choice}")
+    if d.strategy == "refuse":
         if not force:
             err = TransferNotRecommendedError(
-                f"{exc}\nmeasured: {_fmt_figures(figures)}\nto fine-tune anyway pass "
-                "force=True (CLI: --force), or choose --strategy explicitly")
+                f"{d.reason}\nmeasured:\n{fmt_measurements(m)}")
             err.figures = figures  # type: ignore[attr-defined]
-            raise err from None
-        reason = (f"forced: {exc} -- fine-tuning everything anyway because force=True "
-                  "was given")
+            raise err
+        reason = f"forced (--force): auto said {d.reason}; fine-tuning everything anyway"
         say("decision    finetune (forced; auto said: transfer learning not recommended)")
         return "finetune", reason, True, figures
-    say(f"decision    {kind}: {reason}")
-    return kind, reason, False, figures
+    strategy, reason = d.strategy, d.reason
+    if d.pilot and pilot is not None and m.min_per_class >= thresholds.pilot_min_per_class:
+        pilot_epochs = max(1, round(epochs * thresholds.pilot_fraction))
+        strategy, info = _run_pilot(d.pilot, folder, epochs=pilot_epochs, seed=seed,
+                                    pilot=pilot, say=say)
+        figures["pilot"] = info
+        accs = ", ".join(f"{k} {v:.3f}" for k, v in info["accuracy"].items())
+        reason = f"{reason}; pilot ({pilot_epochs} epochs on an 80/20 split): {accs}"
+    elif d.pilot:
+        figures["pilot"] = {"skipped": f"fewer than {thresholds.pilot_min_per_class} "
+                                       "images per class to hold out" if pilot else
+                                       "no pilot runner"}
+    departs = strategy != d.table_choice
+    figures["strategy"] = strategy
+    figures["departs_from_table"] = departs
+    note = (f" -- departs from the table's {d.table_choice}" if departs else
+            " -- as the table says")
+    say(f"decision    {strategy}{note}: {reason}")
+    return strategy, reason, False, figures
+
+
+def auto_note(f: Mapping[str, Any]) -> str:
+    """One line of auto's figures for tables (``--compare``, benchmarks)."""
+    pre, rand = f.get("pretrained"), f.get("random")
+    if not rand:
+        return ""
+    p = "n/a" if not pre else f"{pre['mean']:.2f}"
+    cell = (f.get("decision") or {}).get("cell", "")
+    return f"{cell}; probe {p} pretrained vs {rand['mean']:.2f} random"

@@ -18,7 +18,8 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "finetune", help="fine-tune a model on an image folder (default: embedded digits)",
         description="Fine-tune MODEL on an ImageFolder tree. Without --data: the embedded "
-                    "digits 5-9 task. --compare runs every strategy and prints a table.")
+                    "digits 5-9 task. --compare runs every strategy on the four cells of the "
+                    "transfer-learning table (embedded data) and prints what auto chose.")
     p.add_argument("model", nargs="?", default="zoonet_s", help="model name (default zoonet_s)")
     p.add_argument("--data", default=None,
                    help="ImageFolder DIR (DIR/<class>/* or DIR/train|val/<class>/*); "
@@ -43,9 +44,7 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that has "
                    "a checkpoint")
     p.add_argument("--force", action="store_true",
-                   help="fine-tune even when auto finds the data scarce and dissimilar")
-    p.add_argument("--similarity", type=float, default=None,
-                   help="skip the similarity measurement and use this value in [0, 1]")
+                   help="fine-tune even when auto finds nothing to learn (refusal)")
     p.add_argument("--no-cache", action="store_true",
                    help="linear_probe: run the frozen backbone every epoch (no feature cache)")
     p.add_argument("--augment", action="store_true",
@@ -65,7 +64,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.compare:
         if args.data is not None:
             raise InvalidArgumentError("--compare runs on the embedded dataset; drop --data")
-        run_default(args.model, per_class=args.per_class, epochs=args.epochs, seed=args.seed,
+        run_default(args.model, epochs=args.epochs, seed=args.seed,
                     progress=not args.no_progress)
         return 0
     out = args.out or os.path.join("runs", f"{args.model.replace('/', '_').replace(':', '_')}-"
@@ -78,7 +77,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         cache_features=not args.no_cache, augment=args.augment,
         push_to_hub=args.push_to_hub, resume=args.resume, overwrite=args.overwrite,
         num_workers=args.num_workers, device=args.device, progress=not args.no_progress,
-        similarity_override=args.similarity, force=args.force, input_size=args.input_size)
+        force=args.force, input_size=args.input_size)
     if int(os.environ.get("RANK", "0") or 0) == 0:
         print()
         print(result.summary())

@@ -10,21 +10,14 @@ Pipeline, top to bottom in :func:`finetune`:
 1. **data** — ``data=None`` exports the embedded target task (scikit-learn digits 5-9,
    10 training images per class) into the cache; a directory is scanned by
    :func:`zoo_core._data.scan_image_folder` (bad-data policy documented there).
-2. **strategy** — ``auto`` measures the data size (training images per class against
-   ``[auto] plenty_per_class``) and the *similarity* of the target data to the
-   pretraining data, then applies :func:`zoo_core.decide_strategy`.
-   Similarity is measured, not guessed (:func:`measure_similarity`): on up to 50
-   training images per class, leave-one-out nearest-centroid accuracy of standardised
-   head-input features from the **pretrained** backbone (``acc_pre``) is compared with
-   the same accuracy on features of a **randomly initialised** backbone of the same
-   architecture (``acc_rand``, mean over 3 initialisations)::
-
-       similarity = clip((acc_pre - acc_rand) / (1 - acc_rand), 0, 1)
-
-   i.e. the fraction of the headroom above the random-feature baseline that pretrained
-   features close (1 when random features are already perfect and pretrained ones too).
-   Scarce and dissimilar data raises :class:`~zoo_core.TransferNotRecommendedError`
-   carrying the figures (``exc.figures``) unless ``force=True`` (then ``finetune``).
+2. **strategy** — ``auto`` measures, then decides (:mod:`zoo_core._finetune.auto`): a
+   cross-validated probe on pretrained and on random-init features of a class-balanced
+   training sample, images per class and the spread; :func:`zoo_core._decide.decide`
+   places the data in a cell of the transfer-learning table and picks among
+   ``linear_probe``, ``partial:1``, ``finetune`` and ``scratch``, with a short pilot
+   where two are close. Data with nothing to learn from (both probes near chance, scarce)
+   raises :class:`~zoo_core.TransferNotRecommendedError` carrying the figures
+   (``exc.figures``) unless ``force=True`` (then ``finetune``).
 3. **preprocessing** — from the model's data config through timm
    (``resolve_data_config`` + ``create_transform``); augmentation is off by default.
 4. **training** — AdamW on :func:`zoo_core.param_groups`, cosine learning rate per
@@ -138,7 +131,6 @@ def finetune(
     device: Any = None,
     progress: bool = True,
     verbose: bool = True,
-    similarity_override: float | None = None,
     force: bool = False,
     sync_bn: bool = False,
     input_size: int | Sequence[int] | None = None,
@@ -158,8 +150,7 @@ def finetune(
     ``augment``: timm's training transform (``True``) or overrides for
     ``timm.data.create_transform`` (a mapping); it forces the per-epoch loop.
     ``push_to_hub``: ``org/name`` to push the best model to when done (rank 0).
-    ``similarity_override`` skips the similarity measurement; ``force`` fine-tunes when
-    ``auto`` finds the data scarce and dissimilar instead of raising
+    ``force`` fine-tunes when ``auto`` finds nothing to learn instead of raising
     :class:`~zoo_core.TransferNotRecommendedError`. ``input_size`` (``S`` or
     ``(3, H, W)``) overrides the model's data-config input size (recorded in
     ``model.zoo.data_config``, hence in the saved config).
@@ -173,10 +164,21 @@ def finetune(
             val_fraction=val_fraction, per_class=per_class, weights=weights,
             cache_features=cache_features, augment=augment, push_to_hub=push_to_hub,
             resume=resume, overwrite=overwrite, num_workers=num_workers, progress=progress,
-            verbose=verbose, similarity_override=similarity_override, force=force,
+            verbose=verbose, force=force,
             sync_bn=sync_bn, input_size=input_size)
     finally:
         ctx.close()
+
+
+def make_pilot(model_name: str, **kwargs: Any) -> Any:
+    """auto's pilot runner: ``pilot(strategy, folder, epochs)`` -> final holdout accuracy of
+    a quiet, file-less :func:`finetune` run on an already split folder."""
+    def pilot(strategy: str, folder: Any, epochs: int) -> float:
+        _, res = finetune(model_name, folder, strategy=strategy, epochs=epochs,
+                          progress=False, verbose=False, **kwargs)
+        return res.final_val_acc
+
+    return pilot
 
 
 def _finetune(ctx: _Dist, wall_start: float, model_name: str, data: Any, *, strategy: str,
@@ -184,13 +186,14 @@ def _finetune(ctx: _Dist, wall_start: float, model_name: str, data: Any, *, stra
               out: Any, seed: int, val_fraction: float, per_class: int | None, weights: Any,
               cache_features: bool, augment: Any, push_to_hub: str | None, resume: bool,
               overwrite: bool, num_workers: int, progress: bool, verbose: bool,
-              similarity_override: float | None, force: bool, sync_bn: bool,
+              force: bool, sync_bn: bool,
               input_size: Any = None) -> tuple[nn.Module, FinetuneResult]:
     import torch
 
     from zoo_core._builder import build_model
     from zoo_core._data import (
         BadImageWarning,
+        FolderData,
         ImageDataset,
         embedded_dataset,
         make_transforms,
@@ -206,9 +209,6 @@ def _finetune(ctx: _Dist, wall_start: float, model_name: str, data: Any, *, stra
     _check_args(epochs, batch_size, lr, val_fraction, ctx.world)
     requested = parse_strategy(strategy)
     size = _parse_input_size(input_size)
-    if similarity_override is not None and not 0.0 <= float(similarity_override) <= 1.0:
-        raise InvalidArgumentError(
-            f"similarity_override must be within [0, 1], got {similarity_override!r}")
 
     # 1. outputs and an earlier run's checkpoint
     out_dir = Path(out).expanduser() if out is not None else None
@@ -225,14 +225,10 @@ def _finetune(ctx: _Dist, wall_start: float, model_name: str, data: Any, *, stra
         ckpt = None
     elif ckpt is None:
         say(f"resume      no checkpoint in {ckpt_dir} yet: starting at epoch 1")
-    if ctx.main and out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None and ckpt_dir is not None and ckpt_dir.exists():
-            shutil.rmtree(ckpt_dir)
-    ctx.barrier()
-
     # 2. data
-    if data is None:
+    if isinstance(data, FolderData):  # already scanned (auto's pilot)
+        folder, source = data, data.split
+    elif data is None:
         if ctx.main:
             embedded_dataset(per_class, seed=0)
         ctx.barrier()
@@ -245,10 +241,12 @@ def _finetune(ctx: _Dist, wall_start: float, model_name: str, data: Any, *, stra
                                        "(data=None)")
         root = Path(data)
         source = str(root)
-    with warnings.catch_warnings():
-        if not ctx.main:
-            warnings.simplefilter("ignore")
-        folder = scan_image_folder(root, val_fraction=val_fraction, seed=seed, warn=ctx.main)
+    if not isinstance(data, FolderData):
+        with warnings.catch_warnings():
+            if not ctx.main:
+                warnings.simplefilter("ignore")
+            folder = scan_image_folder(root, val_fraction=val_fraction, seed=seed,
+                                       warn=ctx.main)
     classes = folder.classes
     say(f"data        {source}: {len(folder.train)} train / {len(folder.val)} val images, "
         f"{folder.num_classes} classes ({folder.split})")
@@ -266,10 +264,14 @@ def _finetune(ctx: _Dist, wall_start: float, model_name: str, data: Any, *, stra
         decision: Any = None
         if ctx.main:
             try:
+                pilot = make_pilot(model_name, batch_size=batch_size, seed=seed,
+                                   weight_decay=weight_decay, weights=weights,
+                                   num_workers=num_workers, device=ctx.device,
+                                   input_size=input_size)
                 decision = _decide(model_name, folder, weights=weights, seed=seed,
-                                   similarity_override=similarity_override, force=force,
-                                   device=ctx.device, num_workers=num_workers, say=say,
-                                   input_size=size)
+                                   force=force, device=ctx.device, num_workers=num_workers,
+                                   say=say, input_size=size, epochs=epochs,
+                                   pilot=None if ctx.active else pilot, progress=progress)
             except TransferNotRecommendedError as exc:
                 decision = ("refused", str(exc), getattr(exc, "figures", {}))
             except BaseException as exc:
@@ -287,6 +289,12 @@ def _finetune(ctx: _Dist, wall_start: float, model_name: str, data: Any, *, stra
         kind_str, reason = str(requested), f"chosen by the caller: {requested}"
         say(f"strategy    {kind_str} (chosen by the caller)")
     kind = parse_strategy(kind_str)
+    # the run folder exists only once training is about to start
+    if ctx.main and out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None and ckpt_dir is not None and ckpt_dir.exists():
+            shutil.rmtree(ckpt_dir)
+    ctx.barrier()
 
     # 4. model, transforms, datasets
     _seed_all(seed)

@@ -50,7 +50,7 @@ def fmt_measurements(m: Measurements) -> str:
     def score(s: Any) -> str:
         return "n/a" if s is None else f"{s.mean:.3f} +- {s.std:.3f}"
 
-    lines = [f"data        {m.num_train} training images, {m.num_classes} classes, "
+    lines = [f"measured    {m.num_train} training images, {m.num_classes} classes, "
              f"{m.per_class:.1f} per class (smallest {m.min_per_class}); chance "
              f"{m.chance:.3f}"]
     folds = f"{m.random.folds}-fold x {m.random.repeats}"

@@ -26,7 +26,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                         "default: the embedded digits 5-9")
     p.add_argument("--strategy", "-s", default="auto",
                    help="auto (measured), linear_probe, finetune, partial:K or scratch")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"training epochs (default {DEFAULT_EPOCHS}; with --compare, each "
+                        "cell's own: 30 scarce, 10 plenty)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help="global batch size (split across torchrun processes)")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate "
@@ -70,7 +72,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     out = args.out or os.path.join("runs", f"{args.model.replace('/', '_').replace(':', '_')}-"
                                    f"{time.strftime('%Y%m%d-%H%M%S')}")
     _, result = finetune(
-        args.model, args.data, strategy=args.strategy, epochs=args.epochs,
+        args.model, args.data, strategy=args.strategy, epochs=args.epochs or DEFAULT_EPOCHS,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, out=out,
         seed=args.seed, val_fraction=args.val_fraction, per_class=args.per_class,
         weights=None if str(args.weights).lower() == "none" else args.weights,

@@ -1,12 +1,12 @@
 """The embedded default, side by side: the four cells of the transfer-learning table on
 embedded data, every strategy in each, and what ``auto`` chose (``zoo finetune --compare``).
 
-| cell | embedded task |
-|---|---|
-| scarce + similar | digits 5-9, 10 training images per class |
-| plenty + similar | digits 5-9, every training image (~140 per class) |
-| plenty + dissimilar | procedural textures, 100 per class |
-| scarce, nothing to learn | noise images with random labels, 10 per class |
+| cell | embedded task | epochs |
+|---|---|---|
+| scarce + similar | digits 5-9, 10 training images per class | 30 |
+| plenty + similar | digits 5-9, every training image (~140 per class) | 10 |
+| plenty + dissimilar | procedural textures, 100 per class | 10 |
+| scarce, nothing to learn | noise images with random labels, 10 per class | 30 |
 
 Each strategy trains with the same seed; ``auto`` runs its measurement (and pilot, where it
 runs one) and is scored with the accuracy of the strategy it picked -- the same
@@ -29,11 +29,12 @@ from zoo_core.errors import TransferNotRecommendedError
 
 STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 COMPARE_STRATEGIES = (*STRATEGIES, "auto")
+# (label, task, training images per class, epochs): plenty cells take more steps per epoch
 CELLS = (
-    ("scarce + similar", "digits5-9", 10),
-    ("plenty + similar", "digits5-9", None),
-    ("plenty + dissimilar", "textures", 100),
-    ("scarce, nothing to learn", "random-labels", 10),
+    ("scarce + similar", "digits5-9", 10, DEFAULT_EPOCHS),
+    ("plenty + similar", "digits5-9", None, 10),
+    ("plenty + dissimilar", "textures", 100, 10),
+    ("scarce, nothing to learn", "random-labels", 10, DEFAULT_EPOCHS),
 )
 HIT_POINTS = 0.02  # auto hits when within this of the best strategy
 RIGHT_REFUSAL = 0.10  # a refusal is right when no strategy beats chance by this much
@@ -49,12 +50,12 @@ def score_auto(choice: str, accs: dict[str, float], chance: float) -> bool:
 
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
              strategies: Sequence[str] = STRATEGIES, progress: bool = False,
-             say: _Printer | None = None) -> dict[str, Any]:
+             val_per_class: int = 40) -> dict[str, Any]:
     """Every strategy and ``auto`` on one embedded task; returns the row dict."""
     from zoo_core._data import scan_image_folder
     from zoo_core._embedded import embedded_task
 
-    root = embedded_task(task, per_class, seed=seed)
+    root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
     folder = scan_image_folder(root, seed=seed, warn=False)
     accs, seconds = {}, {}
     for s in strategies:
@@ -80,12 +81,13 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
             "hit": score_auto(choice, accs, chance), "figures": figures}
 
 
-def run_default(model: str = "zoonet_s", *, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
-                cells: Sequence[tuple[str, str, int | None]] = CELLS, verbose: bool = True,
+def run_default(model: str = "zoonet_s", *, epochs: int | None = None, seed: int = 0,
+                cells: Sequence[tuple[str, str, int | None, int]] = CELLS, verbose: bool = True,
                 progress: bool = False, threads: int | None = 1) -> list[dict[str, Any]]:
     """Run :data:`CELLS` and print a table per cell (module doc). ``threads``: torch
     threads during the run (restored after); one is fastest for 32x32 images on a tiny
-    CNN and keeps a busy machine from slowing OpenMP down tenfold (``None``: as is)."""
+    CNN and keeps a busy machine from slowing OpenMP down tenfold (``None``: as is).
+    ``epochs`` overrides every cell's own (``None``: the cells' epochs)."""
     import torch
 
     say = _Printer(verbose)
@@ -95,11 +97,11 @@ def run_default(model: str = "zoonet_s", *, epochs: int = DEFAULT_EPOCHS, seed: 
     rows = []
     try:
         say(f"{model}: every strategy on the four cells of the transfer-learning table "
-            f"({epochs} epochs, seed {seed}; accuracy on the validation images)")
-        for label, task, per_class in cells:
-            row = run_cell(model, task, per_class, epochs=epochs, seed=seed,
+            f"(seed {seed}; final accuracy on the validation images)")
+        for label, task, per_class, cell_epochs in cells:
+            row = run_cell(model, task, per_class, epochs=epochs or cell_epochs, seed=seed,
                            progress=progress)
-            row["label"] = label
+            row["label"], row["epochs"] = label, epochs or cell_epochs
             rows.append(row)
             _print_cell(say, row)
     finally:
@@ -114,8 +116,9 @@ def run_default(model: str = "zoonet_s", *, epochs: int = DEFAULT_EPOCHS, seed: 
 def _print_cell(say: _Printer, r: dict[str, Any]) -> None:
     accs = r["accuracy"]
     best = max(accs.values())
-    say(f"\n{r['label']}: {r['task']}, {r['num_train']} train / {r['num_val']} val images "
-        f"(chance {r['chance']:.2f}); auto measured: {r['cell'] or 'n/a'}")
+    say(f"\n{r['label']}: {r['task']}, {r['num_train']} train / {r['num_val']} val images, "
+        f"{r['epochs']} epochs (chance {r['chance']:.2f}); auto measured: "
+        f"{r['cell'] or 'n/a'}")
     say(f"  {'strategy':<14} {'val acc':>7} {'time':>7}")
     for s, acc in accs.items():
         mark = "  <- best" if acc == best else ""

@@ -124,7 +124,7 @@ def write_error(exc: BaseException, directory: Path, needed: int, what: str) -> 
         return disk_full_error(exc, directory, needed, what,  # type: ignore[arg-type]
                                "Free space there (or raise `ulimit -f`) and try again")
     text = str(exc)
-    match = re.search(r"code: (\d+)", text)
+    match = re.search(r"(?:code: |os error )(\d+)", text)
     if match and int(match.group(1)) in _DISK_FULL_CODES:
         return disk_full_error(OSError(int(match.group(1)), text), directory, needed, what,
                                "Free space there (or raise `ulimit -f`) and try again")

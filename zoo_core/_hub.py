@@ -656,9 +656,9 @@ def _push_folder(folder: Path, repo_id: str, *, private: bool | None, revision: 
         if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
             raise HubError(
                 f"pushing to Hub repo {where!r} timed out: no answer within {seconds:g} s "
-                f"({ENV_PUSH_TIMEOUT}). The commit is atomic, but the server may still apply "
-                "it after this: look at the repo's history before pushing again (pushing the "
-                "same files twice is harmless)") from exc
+                f"({ENV_PUSH_TIMEOUT}, per request and retry). The commit is atomic, but the "
+                "server may still apply it after this: look at the repo's history before "
+                "pushing again (pushing the same files twice is harmless)") from exc
         raise HubError(
             f"pushing to Hub repo {where!r} failed: {exc}. The push is a single atomic "
             f"commit, so the remote repo was left unchanged ({', '.join(files)} were not "

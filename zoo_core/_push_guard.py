@@ -2,8 +2,10 @@
 
 * :func:`push_timeout` gives huggingface_hub's shared HTTP client a timeout for the
   duration of a push (it has none by default, so a server that never answers the commit
-  would be waited for forever). ``ZOO_CORE_PUSH_TIMEOUT`` seconds, default 300: the most a
-  push waits for any one answer or socket operation.
+  would be waited for forever). ``ZOO_CORE_PUSH_TIMEOUT`` seconds, default 60: the most a
+  push waits for any one answer or socket operation. huggingface_hub retries a timed-out
+  commit up to 5 times (1+2+4+8+8 s apart), so a dead server ends a push after about
+  6 x timeout + 23 s.
 * :func:`push_tmpdir` names the temporary copy of a pushed model
   ``$TMPDIR/zoo-push-<pid>-*``; :func:`sweep_push_leftovers` removes those of processes
   that no longer run (a push killed with SIGKILL cannot clean up after itself). It runs at
@@ -38,7 +40,7 @@ _LOCK = threading.Lock()
 def push_timeout_s() -> float:
     raw = os.environ.get(ENV_PUSH_TIMEOUT, "").strip()
     if not raw:
-        return 300.0
+        return 60.0
     try:
         value = float(raw)
     except ValueError:

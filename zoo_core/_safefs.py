@@ -63,7 +63,14 @@ def shared_cache() -> bool:
 def make_dirs(path: Path) -> None:
     """``mkdir -p`` with mode 0700 for the directories it creates (unless shared)."""
     mode = 0o777 if shared_cache() else 0o700
-    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    missing = []
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):  # each one we create gets the mode (umask applies)
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=mode)
     if path.is_symlink():
         raise WeightsError(f"cache directory {path} is a symlink; zoo_core does not follow "
                            "links inside its cache. Remove it (`zoo cache clean`)")

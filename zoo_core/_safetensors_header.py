@@ -1,4 +1,4 @@
-"""The structural check of a safetensors file, without reading its tensor data.
+r"""The structural check of a safetensors file, without reading its tensor data.
 
 :func:`check_safetensors` reads the 8-byte header length and the JSON header only,
 validates every tensor entry (dtype, shape, contiguous data offsets) and compares the file

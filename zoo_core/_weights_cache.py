@@ -251,7 +251,13 @@ def _fetch_url_locked(url: str, dest: Path, pin: str | None, progress: bool) -> 
     meta = dest.with_name(dest.name + ".part.meta")
     for fresh_try in range(2):
         resumed = refuse_link(part, "partial download") and part.stat().st_size > 0
-        digest = download(url, part, meta, progress)
+        try:
+            digest = download(url, part, meta, progress)
+        except WeightsError as exc:
+            if not stale:
+                raise
+            raise WeightsError(f"{exc}. The cached copy was refused and deleted: "
+                               f"{problem}") from exc
         try:
             check_safetensors(part, name=shown)
             if pin is not None and digest != pin:

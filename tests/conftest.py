@@ -9,7 +9,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from adversary import bad_server  # noqa: F401  (fixture for the adversarial tests)
 from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub tests)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The tally of tests/test_adversarial_*.py: every bad input tried, by outcome."""
+    from adversary import tally_line
+
+    line = tally_line()
+    if line:
+        terminalreporter.write_sep("-", "adversarial inputs")
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -231,8 +231,21 @@ def test_config_is_data_not_code(hub_env, tmp_path):
                                distribution_version="2.1", model="supernet")
     repo = _raw_repo(hub_env, "unknown-plugin", {
         "config.json": json.dumps(unknown).encode(), "model.safetensors": weights})
-    with pytest.raises(HubError, match=r"'vision_extra'.*pip install zoo-vision-extra>=2\.1"):
+    # The distribution name comes from the repo: never offered as a command (typosquatting)...
+    with pytest.raises(HubError, match=r"'vision_extra'.*'zoo-vision-extra'.*not verified") as err:
         zoo_core.build_model(f"hf-hub:{repo}")
+    assert "pip install" not in str(err.value)
+    # ...unless the project's registry.toml knows it.
+    user = tmp_path / "known.toml"
+    user.write_text('[plugins]\nknown_distributions = ["zoo-vision-extra"]\n')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZOO_CORE_REGISTRY", str(user))
+        from zoo_core._registry import reset_registry
+
+        reset_registry()
+        with pytest.raises(HubError, match=r"'vision_extra'.*pip install zoo-vision-extra>=2\.1"):
+            zoo_core.build_model(f"hf-hub:{repo}")
+    reset_registry()
 
     evil = json.loads(json.dumps(saved))
     evil["zoo_core"]["plugin"] = "os; rm -rf /"

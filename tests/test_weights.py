@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from zoo_core import _weights
+from zoo_core import _download, _weights
 from zoo_core._weights import (
     cache_dir,
     check_safetensors,
@@ -51,7 +51,7 @@ def _isolated(monkeypatch, tmp_path):
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(_weights, "_RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(_download, "_RETRY_BACKOFF_S", 0.0)
     _weights._DIGESTS.clear()
 
 
@@ -501,8 +501,11 @@ def test_killed_download_leftovers(tmp_path, server):
     entry = _entry_dir(url)
     entry.mkdir(parents=True)
 
-    # A hard-killed download left a valid prefix: the next fetch resumes it.
+    # A hard-killed download left a valid prefix and the ETag of its first response:
+    # the next fetch resumes it (If-Range: that ETag).
+    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
     (entry / "w.safetensors.part").write_bytes(body[:150])
+    (entry / "w.safetensors.part.meta").write_text(etag)
     assert fetch_weights(url, progress=False).read_bytes() == body
     assert [(s, c) for _, s, c in server.state.log] == [(150, 206)]
 
@@ -511,6 +514,7 @@ def test_killed_download_leftovers(tmp_path, server):
     path.unlink()
     (entry / "w.safetensors.sha256").unlink()
     (entry / "w.safetensors.part").write_bytes(b"\xff" * 150)
+    (entry / "w.safetensors.part.meta").write_text(etag)
     (entry / ".w.safetensors.sha256.123.tmp").write_bytes(b"junk")
     server.state.log.clear()
     assert fetch_weights(url, progress=False).read_bytes() == body

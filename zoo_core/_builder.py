@@ -65,7 +65,7 @@ def build_model(
         )
     reg = registry or get_registry()
     # 1. validate cheap arguments before any heavy work
-    _check_num_classes(num_classes)
+    _check_num_classes(num_classes, reg.catalog.max_num_classes)
     parsed = parse_strategy(reg.catalog.default_strategy if strategy is None else strategy)
     # 2. resolve the name to one plugin's spec
     resolved = reg.resolve(name)
@@ -172,13 +172,18 @@ def build_from_spec(
     return model
 
 
-def _check_num_classes(num_classes: object) -> None:
+def _check_num_classes(num_classes: object, limit: int = 1_000_000) -> None:
     if num_classes is None:
         return
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InvalidArgumentError(
             f"num_classes must be a positive int (the number of classes in your data), "
             f"got {num_classes!r}"
+        )
+    if num_classes > limit:
+        raise InvalidArgumentError(
+            f"num_classes={num_classes} is above the limit of {limit} classes; raise "
+            "[limits] max_num_classes in registry.toml (ZOO_CORE_REGISTRY) if you mean it"
         )
 
 

@@ -52,6 +52,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from zoo_core._load_checks import check_dtypes, split_head
+from zoo_core._safetensors_header import printable
 from zoo_core.errors import WeightsError
 
 __all__ = ["LoadReport", "build_and_load"]
@@ -534,7 +536,7 @@ def _weights_dtype(sd: Mapping[str, torch.Tensor]) -> str:
 
 def _listing(keys: Iterable[str]) -> str:
     keys = sorted(keys)
-    shown = ", ".join(keys[:_MAX_LISTED])
+    shown = ", ".join(printable(k) for k in keys[:_MAX_LISTED])
     more = f", ... (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
     return f"{len(keys)}: {shown}{more}"
 
@@ -554,26 +556,13 @@ def _prefix_hint(missing: Iterable[str], unexpected: Iterable[str]) -> str:
     return ""
 
 
-def _split_head(
-    sd: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor], head: str
-) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
-    """Drop head keys of the file that cannot load into the model (shape differs, absent)."""
-    prefix = head + "."
-    dropped = tuple(
-        k
-        for k, v in sd.items()
-        if k.startswith(prefix) and (k not in expected or expected[k].shape != v.shape)
-    )
-    for k in dropped:
-        del sd[k]
-    return sd, dropped
 
 
 def _check_shapes(
     sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], shown: str
 ) -> None:
     bad = [
-        f"{k} (file {tuple(v.shape)}, model {tuple(expected[k].shape)})"
+        f"{printable(k)} (file {tuple(v.shape)}, model {tuple(expected[k].shape)})"
         for k, v in sd.items()
         if k in expected and expected[k].shape != v.shape
     ]
@@ -623,13 +612,14 @@ def _normal_path(
     sd = _open_weights(path, shown)
     dtype = _weights_dtype(sd)
     expected = model.state_dict()
-    sd, dropped = _split_head(sd, expected, head)
+    sd, dropped, reinit = split_head(sd, expected, head)
     _check_shapes(sd, expected, shown)
+    check_dtypes(sd, expected, shown)
     try:
         result = model.load_state_dict(sd, strict=False)
     except RuntimeError as exc:
         raise WeightsError(f"weights file {shown!r} could not be loaded: {exc}") from exc
-    _check_keys(result.missing_keys, result.unexpected_keys, dropped, expected, shown)
+    _check_keys(result.missing_keys, result.unexpected_keys, reinit, expected, shown)
     return model, dropped, dtype
 
 
@@ -685,15 +675,16 @@ def _fast_path(
 
     sd = _open_weights(path, shown)
     dtype = _weights_dtype(sd)
-    sd, dropped = _split_head(sd, expected, head)
+    sd, dropped, reinit = split_head(sd, expected, head)
     _check_shapes(sd, expected, shown)
+    check_dtypes(sd, expected, shown)
     for k, v in sd.items():
         target = expected.get(k)
         if target is not None and v.dtype != target.dtype:
             sd[k] = v.to(target.dtype)  # on purpose: an fp16 file still gives an fp32 model
 
     result = model.load_state_dict(sd, strict=False, assign=True)
-    _check_keys(result.missing_keys, result.unexpected_keys, dropped, expected, shown)
+    _check_keys(result.missing_keys, result.unexpected_keys, reinit, expected, shown)
     del sd
 
     # Re-tie parameters that were one object under several names (assign split them).

@@ -219,6 +219,12 @@ def _save(
     except ZooError:
         raise
     except OSError as exc:
+        from zoo_core._safefs import disk_full_error, is_disk_full
+
+        if is_disk_full(exc):
+            full = disk_full_error(exc, target.parent, None, "the saved model",
+                                   "Free space there and save again")
+            raise HubError(f"{full}; nothing was written to {target}") from exc
         raise HubError(f"saving {info.name!r} to {target} failed: {exc}; nothing was "
                        "written there") from exc
     finally:
@@ -301,7 +307,15 @@ def _write_weights(model: Any, path: Path) -> str:
 
     from zoo_core._weights import sha256_file
 
-    save_file(_state_for_save(model), str(path), metadata={"format": "pt"})
+    state = _state_for_save(model)
+    try:
+        save_file(state, str(path), metadata={"format": "pt"})
+    except Exception as exc:  # SafetensorError carries a full disk only as text
+        from zoo_core._convert import write_error
+
+        needed = sum(t.numel() * t.element_size() for t in state.values())
+        raise HubError(f"{write_error(exc, path.parent.parent, needed, WEIGHTS_NAME)}; "
+                       "nothing was saved") from exc
     return sha256_file(path)
 
 
@@ -595,7 +609,10 @@ def push_to_hub(
     if revision is not None:
         _check_revision(revision)
     info = _model_info(model)
-    with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmpdir:
+    from zoo_core._push_guard import push_tmpdir, sweep_push_leftovers
+
+    sweep_push_leftovers()  # copies left by pushes that were killed
+    with push_tmpdir() as tmpdir:
         folder = _save(model, Path(tmpdir) / "model", metrics=metrics,
                        training_data=training_data, label_names=label_names, license=license,
                        model_card_extra=model_card_extra, repo_id=repo_id)
@@ -613,11 +630,14 @@ def _push_folder(folder: Path, repo_id: str, *, private: bool | None, revision: 
 
     api = HfApi(token=token, library_name="zoo_core", library_version=__version__)
     where = repo_id + (f"@{revision}" if revision else "")
+    from zoo_core._push_guard import ENV_PUSH_TIMEOUT, push_timeout
+
     try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
-        repo_id = url.repo_id or repo_id
-        if revision not in (None, "main"):
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        with push_timeout():
+            url = api.create_repo(repo_id, private=private, exist_ok=True)
+            repo_id = url.repo_id or repo_id
+            if revision not in (None, "main"):
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
     except Exception as exc:
         raise HubError(
             f"cannot create or reach Hub repo {where!r}: {exc}. Nothing was uploaded; check "
@@ -625,12 +645,20 @@ def _push_folder(folder: Path, repo_id: str, *, private: bool | None, revision: 
             "push again"
         ) from exc
     files = [n for n in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) if (folder / n).is_file()]
+    seconds = 0.0
     try:
-        return api.upload_folder(  # type: ignore[no-any-return]
-            repo_id=repo_id, folder_path=str(folder), allow_patterns=files,
-            revision=revision, commit_message=commit_message, create_pr=create_pr,
-        )
+        with push_timeout() as seconds:
+            return api.upload_folder(  # type: ignore[no-any-return]
+                repo_id=repo_id, folder_path=str(folder), allow_patterns=files,
+                revision=revision, commit_message=commit_message, create_pr=create_pr,
+            )
     except Exception as exc:
+        if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
+            raise HubError(
+                f"pushing to Hub repo {where!r} timed out: no answer within {seconds:g} s "
+                f"({ENV_PUSH_TIMEOUT}, per request and retry). The commit is atomic, but the "
+                "server may still apply it after this: look at the repo's history before "
+                "pushing again (pushing the same files twice is harmless)") from exc
         raise HubError(
             f"pushing to Hub repo {where!r} failed: {exc}. The push is a single atomic "
             f"commit, so the remote repo was left unchanged ({', '.join(files)} were not "
@@ -657,15 +685,17 @@ def build_from_hub(
 ) -> nn.Module:
     """Build a model from ``hf-hub:org/name[@revision]`` (see the module docstring)."""
     from zoo_core._builder import _check_num_classes, build_from_spec
+    from zoo_core._config_json import check_config
     from zoo_core._registry import get_registry
     from zoo_core._strategies import decide_strategy, parse_strategy
 
     repo_id, revision = parse_hub_name(name)
-    _check_num_classes(num_classes)
     reg = registry or get_registry()
+    _check_num_classes(num_classes, reg.catalog.max_num_classes)
     config_path = _download_config(repo_id, revision, name)
     commit = _commit_of(config_path)
     config = _read_config(config_path, name)
+    check_config(config, name, max_num_classes=reg.catalog.max_num_classes)
     zoo = config.get(ZOO_KEY)
     spec = _resolve_spec(reg, config, zoo, name)
     spec = _with_model_args(spec, config, name)
@@ -769,16 +799,9 @@ def _commit_of(path: Path) -> str | None:
 
 
 def _read_config(path: Path, name: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        if len(text) > 10_000_000:
-            raise ValueError("larger than 10 MB")
-        config = json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise HubError(f"config.json of {name} cannot be read as JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise HubError(f"config.json of {name} is not a JSON object")
-    return config
+    from zoo_core._config_json import read_config
+
+    return read_config(path, name)
 
 
 def _resolve_spec(reg: Any, config: Mapping[str, Any], zoo: Any, name: str) -> Any:
@@ -801,21 +824,19 @@ def _resolve_spec(reg: Any, config: Mapping[str, Any], zoo: Any, name: str) -> A
             error = exc
         installed = {p.name: p for p in reg.plugins()}
         if plugin not in installed:
-            what = f"distribution {dist!r}" if dist else "its plugin distribution"
-            fix = (f"pip install {dist}" + (f">={version}" if version else "")
-                   if dist else "install the distribution that provides it")
+            from zoo_core._config_json import install_hint
+
             raise HubError(
-                f"{name} was pushed with zoo_core plugin {plugin!r} ({what}"
-                f"{f' {version}' if version else ''}), which is not installed. "
-                f"Install it: {fix}") from error
+                f"{name} was pushed with zoo_core plugin {plugin!r}, which is not installed. "
+                f"{install_hint(dist, version, reg.catalog.known_distributions)}") from error
         info = installed[plugin]
         if info.status != "ok":
             raise HubError(f"{name} needs zoo_core plugin {plugin!r}, which is installed "
                            f"({info.distribution} {info.version}) but {info.status}: "
                            f"{info.error}; see `zoo plugins`") from error
         hint = (f"; the repo was pushed with {dist} {version}, installed is "
-                f"{info.distribution} {info.version}: upgrade with pip install -U {dist}"
-                if dist else "")
+                f"{info.distribution} {info.version}: upgrade with pip install -U "
+                f"{info.distribution}" if dist else "")
         raise HubError(f"{name} needs model {model!r} of plugin {plugin!r}, which that "
                        f"plugin does not register{hint}") from error
     arch = config.get("architecture")

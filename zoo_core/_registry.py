@@ -383,9 +383,14 @@ def _cached_family_list(plugin: _Plugin, family: BackboneFamily) -> Mapping[str,
         pass
     names = {str(k): list(v) for k, v in family.list_names().items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "names": names}), encoding="utf-8")
+        import tempfile
+
+        from zoo_core._safefs import make_dirs
+
+        make_dirs(path.parent)  # 0700 unless shared; the temp file is created exclusively
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"key": key, "names": names}, fh)
         os.replace(tmp, path)  # readers never see a half-written list
     except OSError as exc:  # a read-only cache only costs speed
         log.info("could not write name cache %s: %s", path, exc)

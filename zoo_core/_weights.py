@@ -4,30 +4,20 @@
 ``.safetensors`` file. Sources:
 
 * a local path (file or directory) or a ``file://`` URL;
-* an ``http://`` / ``https://`` URL, downloaded once into :func:`cache_dir`;
+* an ``http://`` / ``https://`` URL, downloaded once into :func:`cache_dir`
+  (:mod:`zoo_core._weights_cache`, :mod:`zoo_core._download`);
 * ``hf-hub:org/repo[@revision]``, fetched with ``huggingface_hub`` (its own cache,
-  ``HF_HOME``, ``HF_HUB_OFFLINE`` and tokens apply);
+  ``HF_HOME``, ``HF_HUB_OFFLINE`` and tokens apply); the cached blob is checked against
+  its own name (an LFS blob is named by its sha256, a git blob by its git sha1);
 * ``pkg:package.name/relative/path.safetensors``, a file shipped inside an installed
-  package.
+  package (found without importing anything that is not a package).
 
 Only safetensors are ever loaded: pickled checkpoints (``.pth``, ``.pt``, ``.bin``,
 ``.ckpt``, ``.pkl`` or a file starting with a zip / pickle marker) are refused with a
 pointer to :func:`convert_checkpoint` (``zoo convert IN OUT``).
 
-Cache layout (URL downloads)::
-
-    <cache_dir>/downloads/<first 16 hex of sha256(url)>/<basename>          verified file
-    <cache_dir>/downloads/<first 16 hex of sha256(url)>/<basename>.sha256   sidecar (JSON)
-    <cache_dir>/downloads/<first 16 hex of sha256(url)>/<basename>.part     download in progress
-    <cache_dir>/downloads/<first 16 hex of sha256(url)>/<basename>.lock     per-entry lock
-
-Cached files are only ever *replaced by rename* (``os.replace``) or unlinked, never
-rewritten or truncated in place: tensors loaded from them may be mmap'd by a running
-process, and truncating a mapped file under it would kill that process with SIGBUS.
-A rename or unlink leaves the old inode alive for as long as it is mapped.
-
 Only the standard library is imported at module level; torch, safetensors,
-huggingface_hub, filelock and tqdm are imported inside the functions that need them.
+huggingface_hub and tqdm are imported inside the functions that need them.
 
 >>> is_pickle_path("https://example.com/resnet50.pth?download=1")
 True
@@ -39,124 +29,45 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import logging
+import importlib.machinery
+import importlib.util
 import os
 import re
-import struct
+import stat
 import tempfile
-import threading
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from zoo_core._convert import convert_checkpoint
+from zoo_core._digests import DIGESTS as _DIGESTS  # noqa: F401  (tests clear it)
+from zoo_core._digests import file_digest as _file_digest
+from zoo_core._digests import file_git_sha1, sha256_file
+from zoo_core._safefs import make_dirs, refuse_link
+from zoo_core._safetensors_header import CONVERT_HINT as _CONVERT_HINT
+from zoo_core._safetensors_header import check_safetensors, is_pickle_path
+from zoo_core._safetensors_header import label as _label
+from zoo_core._safetensors_header import pickle_refusal as _pickle_refusal
+from zoo_core._weights_cache import cache_dir, fetch_published_pickle, fetch_url, known_sha256
 from zoo_core.errors import InvalidArgumentError, WeightsError
 
 __all__ = [
     "cache_dir",
     "check_safetensors",
     "convert_checkpoint",
+    "fetch_published_pickle",
     "fetch_weights",
     "is_pickle_path",
+    "known_sha256",
     "sha256_file",
 ]
 
-logger = logging.getLogger("zoo_core.weights")
-
-_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pth.tar")
 _SUPPORTED = (
     "a local path or file:// URL to a .safetensors file (or a directory holding one), "
     "an http(s):// URL, hf-hub:org/repo[@revision], or pkg:package.name/path/in/package"
 )
-_CONVERT_HINT = (
-    "zoo_core loads safetensors only (unpickling a checkpoint can run arbitrary code). "
-    "Convert it once with `zoo convert IN OUT` (or `zoo_core.convert_checkpoint(IN, OUT)`) "
-    "and point the source at OUT"
-)
-
-# Network behaviour; module-level so tests (and brave users) can tune them.
-_HTTP_TIMEOUT_S = 30.0  # per socket operation, not for the whole download
-_MAX_ATTEMPTS = 3  # a dropped connection is retried twice (resuming) before giving up
-_RETRY_BACKOFF_S = 1.0  # sleep _RETRY_BACKOFF_S * attempt between attempts
 _CHUNK = 1 << 20
-_USER_AGENT = "zoo_core (+https://pypi.org/project/zoo-core/)"
-
-_MAX_HEADER_BYTES = 100_000_000  # same limit as the safetensors library
-_DTYPE_BITS = {
-    "BOOL": 8,
-    "U8": 8,
-    "I8": 8,
-    "F8_E5M2": 8,
-    "F8_E4M3": 8,
-    "F8_E8M0": 8,
-    "I16": 16,
-    "U16": 16,
-    "F16": 16,
-    "BF16": 16,
-    "I32": 32,
-    "U32": 32,
-    "F32": 32,
-    "C64": 64,
-    "I64": 64,
-    "U64": 64,
-    "F64": 64,
-    "F4": 4,
-    "F6_E2M3": 6,
-    "F6_E3M2": 6,
-}
-
-# In-process memo of local-file digests: (path, size, mtime_ns, inode) -> sha256.
-_DIGESTS: dict[tuple[str, int, int, int], str] = {}
-_DIGESTS_LOCK = threading.Lock()
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def cache_dir() -> Path:
-    """Root of zoo_core's download cache (not created here).
-
-    ``$ZOO_CORE_CACHE`` if set, else ``$XDG_CACHE_HOME/zoo_core``, else
-    ``~/.cache/zoo_core``.
-    """
-    explicit = os.environ.get("ZOO_CORE_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "zoo_core"
-    return Path.home() / ".cache" / "zoo_core"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(_CHUNK)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def is_pickle_path(source: str) -> bool:
-    """Whether a source *names* a pickled checkpoint (by its suffix; URLs by their path).
-
-    >>> is_pickle_path("weights/model.safetensors"), is_pickle_path("ckpt.PT")
-    (False, True)
-    """
-    text = str(source).strip()
-    if "://" in text:
-        text = urllib.parse.unquote(urllib.parse.urlsplit(text).path)
-    return text.rstrip("/").lower().endswith(_PICKLE_SUFFIXES)
-
-
-def _label(path: Path | str, name: str | None) -> str:
-    return f"{name} ({path})" if name and str(name) != str(path) else str(path)
 
 
 def _normalize_sha(sha256: str | None) -> str | None:
@@ -175,163 +86,6 @@ def _normalize_sha(sha256: str | None) -> str | None:
     return value
 
 
-def _pickle_refusal(label: str, what: str) -> WeightsError:
-    return WeightsError(f"{label} {what}, not safetensors. {_CONVERT_HINT}.")
-
-
-def _unlink(*paths: Path) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-# ------------------------------------------------------------------ structural check
-
-
-def check_safetensors(path: str | os.PathLike[str], *, name: str | None = None) -> None:
-    """Check that ``path`` is a complete, well-formed safetensors file; raise ``WeightsError``.
-
-    Reads only the 8-byte header length and the JSON header, validates every tensor entry
-    (dtype, shape, contiguous data offsets) and compares the file size with
-    ``8 + header_len + end of the last tensor``, so a truncated download is detected
-    without reading the tensor data. ``name`` (e.g. the URL) is added to messages.
-    """
-    path = Path(path)
-    label = _label(path, name)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            prefix = fh.read(9)
-            if len(prefix) < 9:
-                _raise_bad_prefix(label, prefix, size)
-            (header_len,) = struct.unpack("<Q", prefix[:8])
-            if prefix[8:9] != b"{" or header_len > min(size - 8, _MAX_HEADER_BYTES):
-                if prefix[8:9] == b"{" and header_len <= _MAX_HEADER_BYTES:
-                    raise WeightsError(
-                        f"{label} is truncated: its safetensors header alone is {header_len} "
-                        f"bytes but the file has only {size} bytes; delete it and fetch it again"
-                    )
-                _raise_bad_prefix(label, prefix, size)
-            fh.seek(8)
-            raw = fh.read(header_len)
-    except OSError as exc:
-        if isinstance(exc, WeightsError):
-            raise
-        raise WeightsError(f"cannot read weights file {label}: {exc}") from exc
-
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(
-            f"{label} is not a valid safetensors file: its header is not JSON ({exc})"
-        ) from exc
-    if not isinstance(header, dict):
-        raise WeightsError(f"{label} is not a valid safetensors file: header is not an object")
-
-    spans: list[tuple[int, int, str]] = []
-    for key, entry in header.items():
-        if key == "__metadata__":
-            if not isinstance(entry, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in entry.items()
-            ):
-                raise WeightsError(
-                    f"{label} is not a valid safetensors file: __metadata__ must map str to str"
-                )
-            continue
-        spans.append(_check_entry(label, key, entry))
-
-    spans.sort()
-    expected_start = 0
-    for begin, end, key in spans:
-        if begin != expected_start:
-            raise WeightsError(
-                f"{label} is not a valid safetensors file: tensor {key!r} starts at byte "
-                f"{begin} of the data section, expected {expected_start} (overlap or gap)"
-            )
-        expected_start = end
-    expected_size = 8 + header_len + expected_start
-    if size < expected_size:
-        raise WeightsError(
-            f"{label} is truncated: header promises {expected_size} bytes but the file has "
-            f"{size}; delete it and fetch it again"
-        )
-    if size > expected_size:
-        raise WeightsError(
-            f"{label} is not a valid safetensors file: {size - expected_size} unexpected "
-            f"trailing bytes after the last tensor (expected {expected_size} bytes, got {size})"
-        )
-
-
-def _raise_bad_prefix(label: str, prefix: bytes, size: int) -> NoReturn:
-    if prefix.startswith(b"PK\x03\x04"):
-        raise _pickle_refusal(label, "is a zip archive (a torch.save checkpoint)")
-    if prefix[:1] == b"\x80" and len(prefix) > 1 and 1 <= prefix[1] <= 5:
-        raise _pickle_refusal(label, "is a Python pickle (a legacy torch.save checkpoint)")
-    if size == 0:
-        raise WeightsError(f"{label} is empty; delete it and fetch it again")
-    if size < 9:
-        raise WeightsError(
-            f"{label} is truncated or not a safetensors file ({size} bytes); "
-            "delete it and fetch it again"
-        )
-    raise WeightsError(
-        f"{label} is not a safetensors file (it does not start with an 8-byte header length "
-        "followed by a JSON header); if it is a PyTorch checkpoint, "
-        f"{_CONVERT_HINT[0].lower()}{_CONVERT_HINT[1:]}"
-    )
-
-
-def _check_entry(label: str, key: str, entry: Any) -> tuple[int, int, str]:
-    def bad(reason: str) -> WeightsError:
-        return WeightsError(f"{label} is not a valid safetensors file: tensor {key!r}: {reason}")
-
-    if not isinstance(entry, dict):
-        raise bad("entry is not an object")
-    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if not isinstance(dtype, str):
-        raise bad("missing dtype")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise bad(f"bad shape {shape!r}")
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1]
-    ):
-        raise bad(f"bad data_offsets {offsets!r}")
-    begin, end = offsets
-    bits = _DTYPE_BITS.get(dtype)
-    if bits is not None:  # unknown (newer) dtypes: offsets are still checked
-        numel = 1
-        for d in shape:
-            numel *= d
-        if numel * bits != (end - begin) * 8:
-            raise bad(
-                f"{dtype}{tuple(shape)} needs {numel * bits / 8:g} bytes but data_offsets "
-                f"span {end - begin}"
-            )
-    return begin, end, key
-
-
-# ------------------------------------------------------------------- verification
-
-
-def _file_digest(path: Path) -> str:
-    """sha256 of a local file, memoised in-process by (path, size, mtime_ns, inode)."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _DIGESTS_LOCK:
-        cached = _DIGESTS.get(key)
-    if cached is not None:
-        return cached
-    digest = sha256_file(path)
-    with _DIGESTS_LOCK:
-        _DIGESTS[key] = digest
-    return digest
-
-
 def _verify_file(path: Path, sha256: str | None, *, name: str | None, hint: str) -> None:
     """Structure + pinned digest of a file we do not own (local, package, HF cache)."""
     check_safetensors(path, name=name)
@@ -341,44 +95,6 @@ def _verify_file(path: Path, sha256: str | None, *, name: str | None, hint: str)
             raise WeightsError(
                 f"sha256 mismatch for {_label(path, name)}: expected {sha256}, got {actual}. {hint}"
             )
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _read_sidecar(path: Path) -> str | None:
-    """The digest recorded for a cache entry, if the file is unchanged since it was recorded."""
-    try:
-        record = json.loads(_sidecar(path).read_text(encoding="utf-8"))
-        st = path.stat()
-        if (
-            isinstance(record, dict)
-            and record.get("size") == st.st_size
-            and record.get("mtime_ns") == st.st_mtime_ns
-            and isinstance(record.get("sha256"), str)
-        ):
-            return record["sha256"]
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _write_sidecar(path: Path, digest: str, source: str) -> None:
-    st = path.stat()
-    record = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "source": source}
-    target = _sidecar(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, target)
-    except BaseException:
-        _unlink(Path(tmp))
-        raise
-
-
-# ------------------------------------------------------------------- fetch_weights
 
 
 def fetch_weights(
@@ -422,7 +138,7 @@ def fetch_weights(
     if scheme:
         kind = scheme.group(1).lower()
         if kind in ("http", "https"):
-            return _fetch_url(text, pin, progress)
+            return fetch_url(text, pin, progress)
         if kind == "file":
             return _fetch_local(_file_url_to_path(text), pin, filename, name=text)
         hint = " (for the Hugging Face Hub use hf-hub:org/repo)" if kind == "hf" else ""
@@ -446,13 +162,20 @@ def _fetch_local(path: Path, pin: str | None, filename: str, *, name: str | None
     label = _label(path, name)
     if is_pickle_path(str(path)):
         raise _pickle_refusal(label, "is a pickled checkpoint by its name")
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
+        if isinstance(exc, FileNotFoundError) or isinstance(exc, ValueError):
+            raise WeightsError(
+                f"weights file not found: {label}; check the path (relative paths are "
+                f"resolved against {os.getcwd()}) or use one of: {_SUPPORTED}") from None
+        raise WeightsError(f"cannot read weights file {label}: {exc}") from exc
+    if stat.S_ISDIR(mode):
         path = _pick_in_directory(path, filename, name=name)
-    elif not path.exists():
+    elif not stat.S_ISREG(mode):  # a FIFO or a device would block in open() or never end
         raise WeightsError(
-            f"weights file not found: {label}; check the path (relative paths are resolved "
-            f"against {os.getcwd()}) or use one of: {_SUPPORTED}"
-        )
+            f"weights source {label} is not a regular file (a FIFO, socket or device); "
+            "point it at a .safetensors file")
     path = path.resolve()
     _verify_file(
         path,
@@ -495,6 +218,34 @@ def _pick_in_directory(directory: Path, filename: str, *, name: str | None) -> P
 # --- pkg: -------------------------------------------------------------------------
 
 
+def _check_is_package(source: str, package: str) -> None:
+    """Refuse a name that is not an installed *package* without importing it.
+
+    ``importlib.resources.files("this")`` would import (run) the module ``this`` before
+    finding out that it is not a package. Each level is looked up with
+    ``find_spec(name, parent.__path__)``, which imports nothing; only real packages along
+    the way are imported (by ``resources.files``) afterwards.
+    """
+    path: list[str] | None = None
+    parts = package.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        try:
+            spec = importlib.util.find_spec(name) if path is None and depth == 1 else (
+                importlib.machinery.PathFinder.find_spec(name, path))
+        except (ImportError, ValueError) as exc:
+            raise WeightsError(f"{source}: package {name!r} cannot be looked up ({exc})") from exc
+        if spec is None:
+            raise WeightsError(
+                f"{source}: package {name!r} is not installed; install the package that ships "
+                "these weights")
+        if spec.submodule_search_locations is None:
+            raise WeightsError(
+                f"{source}: {name!r} is a module, not a package; pkg: sources name a package "
+                "directory holding the file (it was not imported)")
+        path = list(spec.submodule_search_locations)
+
+
 def _fetch_pkg(source: str, pin: str | None, filename: str) -> Path:
     spec = source[len("pkg:") :].strip()
     package, _, rel = spec.partition("/")
@@ -510,6 +261,7 @@ def _fetch_pkg(source: str, pin: str | None, filename: str) -> Path:
 
     import importlib.resources as resources
 
+    _check_is_package(source, package)
     try:
         root = resources.files(package)
     except ModuleNotFoundError as exc:
@@ -532,8 +284,8 @@ def _fetch_pkg(source: str, pin: str | None, filename: str) -> Path:
         raise WeightsError(f"{source}: no such file in package {package!r}")
     key = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     dest = cache_dir() / "pkg" / key / (rel_parts[-1] if rel_parts else "model.safetensors")
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
+    if not refuse_link(dest, "cache entry"):
+        make_dirs(dest.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as out, resource.open("rb") as src:
@@ -541,7 +293,8 @@ def _fetch_pkg(source: str, pin: str | None, filename: str) -> Path:
                     out.write(block)
             os.replace(tmp, dest)
         except BaseException:
-            _unlink(Path(tmp))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
     return _fetch_local(dest, pin, filename, name=source)
 
@@ -633,6 +386,7 @@ def _fetch_hub(
             "use the local cache only"
         ) from exc
     path = Path(local)
+    _check_hub_blob(path, repo_id, filename, revision)
     _verify_file(
         path,
         pin,
@@ -643,436 +397,34 @@ def _fetch_hub(
     return path
 
 
-# --- http(s): ---------------------------------------------------------------------
 
 
-class _Retry(Exception):
-    """A transient download failure: the next attempt resumes or restarts."""
+def _check_hub_blob(path: Path, repo_id: str, filename: str, revision: str | None) -> None:
+    """A file in the Hugging Face cache must match its blob's name.
 
-
-def _entry_path(url: str) -> Path:
-    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-    base = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rstrip("/").rsplit("/", 1)[-1]
-    base = base.replace("\\", "_").strip()
-    if base in ("", ".", "..") or base.startswith("."):
-        base = "model.safetensors"
-    return cache_dir() / "downloads" / key / base
-
-
-def _cache_entry_problem(dest: Path, pin: str | None, url: str) -> str | None:
-    """Why the cache entry ``dest`` can't be used (None when it can).
-
-    Trusts the sidecar digest only while the file's size and mtime_ns are the recorded
-    ones; otherwise hashes the file and records a fresh sidecar.
+    The cache stores each file once under ``blobs/<etag>``: the sha256 of the content for
+    an LFS file, git's sha1 blob id for a regular one. A blob whose content no longer
+    matches its name was damaged on this disk after download (the Hub checked it then).
     """
     try:
-        check_safetensors(dest, name=url)
-    except WeightsError as exc:
-        return str(exc)
-    digest = _read_sidecar(dest)
-    if digest is None:
-        digest = sha256_file(dest)
-        with contextlib.suppress(OSError):
-            _write_sidecar(dest, digest, url)
-    if pin is not None and digest != pin:
-        return f"sha256 mismatch for cached {_label(dest, url)}: expected {pin}, got {digest}"
-    return None
-
-
-def _acquire_entry_lock(dest: Path) -> Any:
-    """Acquire (blocking) the per-entry inter-process lock; the caller releases it."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(dest.with_name(dest.name + ".lock")))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        logger.info("waiting for another process that is downloading %s", dest)
-        lock.acquire()
-    return lock
-
-
-def _fetch_url(url: str, pin: str | None, progress: bool) -> Path:
-    if is_pickle_path(url):
-        raise _pickle_refusal(url, "is a pickled checkpoint by its name")
-    dest = _entry_path(url)
-    # Fast path without the lock: entries only ever appear by rename, complete.
-    if dest.exists() and _read_sidecar(dest) is not None:
-        if _cache_entry_problem(dest, pin, url) is None:
-            return dest
-    with _entry_locked(dest, url):
-        return _fetch_url_locked(url, dest, pin, progress)
-
-
-@contextlib.contextmanager
-def _entry_locked(dest: Path, url: str) -> Any:
-    """Hold the per-entry inter-process lock of cache entry ``dest``."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        lock = _acquire_entry_lock(dest)
-    except OSError as exc:
-        raise WeightsError(
-            f"cannot use the download cache {dest.parent} for {url}: {exc}; set ZOO_CORE_CACHE "
-            "to a writable directory"
-        ) from exc
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _fetch_url_locked(url: str, dest: Path, pin: str | None, progress: bool) -> Path:
-    stale = False
-    if dest.exists():  # maybe another process finished it while we waited for the lock
-        problem = _cache_entry_problem(dest, pin, url)
-        if problem is None:
-            return dest
-        logger.warning("%s; deleting the cached copy and downloading it again", problem)
-        # Unlink, never truncate: a process may have this file mmap'd.
-        _unlink(dest, _sidecar(dest))
-        stale = True
-
-    part = dest.with_name(dest.name + ".part")
-    meta = dest.with_name(dest.name + ".part.meta")
-    for fresh_try in range(2):
-        resumed = part.exists() and part.stat().st_size > 0
-        digest = _download(url, part, meta, progress)
-        try:
-            check_safetensors(part, name=url)
-            if pin is not None and digest != pin:
-                raise WeightsError(
-                    f"sha256 mismatch for {url} (downloaded to {dest}): expected {pin}, got "
-                    f"{digest}. The download was deleted, nothing was cached"
-                    + (" (the previously cached copy did not match either)" if stale else "")
-                    + ". Check the URL and the pinned sha256"
-                )
-        except WeightsError:
-            _unlink(part, meta)
-            if resumed and fresh_try == 0:
-                logger.info("resumed download of %s is not valid; downloading it again", url)
-                continue
-            raise
-        # Only a verified file ever takes the cache name, and only by rename.
-        os.replace(part, dest)
-        _write_sidecar(dest, digest, url)
-        _unlink(meta)
-        logger.info("downloaded %s to %s", url, dest)
-        return dest
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _download(url: str, part: Path, meta: Path, progress: bool) -> str:
-    """Download ``url`` into ``part`` (resuming it when present); return its sha256."""
-    last: Exception | None = None
-    for attempt in range(1, _MAX_ATTEMPTS + 1):
-        try:
-            return _download_attempt(url, part, meta, progress)
-        except _Retry as exc:
-            last = exc
-            if attempt < _MAX_ATTEMPTS:
-                logger.info(
-                    "download of %s interrupted (%s); retrying (%d/%d)",
-                    url,
-                    exc,
-                    attempt + 1,
-                    _MAX_ATTEMPTS,
-                )
-                time.sleep(_RETRY_BACKOFF_S * attempt)
-    kept = part.exists() and part.stat().st_size > 0
+        blob = Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return
+    if blob.parent.name != "blobs":
+        return  # not the standard cache layout (a local_dir copy): nothing to compare with
+    name = blob.name
+    if re.fullmatch(r"[0-9a-f]{64}", name):
+        actual, kind = _file_digest(blob), "sha256"
+    elif re.fullmatch(r"[0-9a-f]{40}", name):
+        actual, kind = file_git_sha1(blob), "git blob sha1"
+    else:
+        return
+    if actual == name:
+        return
+    at = f"@{revision}" if revision else ""
     raise WeightsError(
-        f"downloading {url} failed after {_MAX_ATTEMPTS} attempts: {last}. "
-        + (f"The partial download {part} is kept and the next fetch resumes it; " if kept else "")
-        + "check the network and the URL and try again"
-    ) from last
-
-
-def _download_attempt(url: str, part: Path, meta: Path, progress: bool) -> str:
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-        with contextlib.suppress(OSError):
-            validator = meta.read_text(encoding="utf-8").strip()
-            if validator:
-                headers["If-Range"] = validator  # server sends 200 (full) if it changed
-    opener = urllib.request.build_opener()  # reads proxy settings from the environment now
-    try:
-        response = opener.open(
-            urllib.request.Request(url, headers=headers), timeout=_HTTP_TIMEOUT_S
-        )
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if exc.code == 416 and have:
-            _unlink(part, meta)
-            raise _Retry(f"server refused to resume at byte {have}; restarting") from exc
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise _Retry(f"HTTP {exc.code} {exc.reason}") from exc
-        raise WeightsError(
-            f"downloading {url} failed: HTTP {exc.code} {exc.reason}; check the URL"
-            + (" and your access to it" if exc.code in (401, 403) else "")
-        ) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise _Retry(f"cannot connect: {reason}") from exc
-
-    with response:
-        status = response.status
-        if status == 206 and have:
-            match = re.fullmatch(
-                r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", response.headers.get("Content-Range", "")
-            )
-            if not match or int(match.group(1)) != have:
-                _unlink(part, meta)
-                raise _Retry(
-                    f"server answered the resume request with Content-Range "
-                    f"{response.headers.get('Content-Range')!r}; restarting"
-                )
-            total = None if match.group(3) == "*" else int(match.group(3))
-            mode = "ab"
-            digest = hashlib.sha256()
-            with open(part, "rb") as fh:
-                while block := fh.read(_CHUNK):
-                    digest.update(block)
-        elif status == 200:
-            if have:
-                logger.info("server does not resume %s; restarting from byte 0", url)
-            have = 0
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            mode = "wb"
-            digest = hashlib.sha256()
-            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-            if validator and not validator.startswith("W/"):
-                meta.write_text(validator, encoding="utf-8")
-            else:
-                _unlink(meta)
-        else:
-            raise WeightsError(f"downloading {url} failed: unexpected HTTP status {status}")
-
-        from tqdm import tqdm
-
-        # ``part`` is our own temp file (never loaded, never mmap'd): appending/truncating it
-        # is fine. The cache entry itself is only ever created by os.replace.
-        with (
-            open(part, mode) as out,
-            tqdm(
-                total=total,
-                initial=have,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=part.name[: -len(".part")],
-                disable=True if not progress else None,
-                leave=True,
-            ) as bar,
-        ):
-            while True:
-                try:
-                    block = response.read(_CHUNK)
-                except Exception as exc:  # IncompleteRead, reset, timeout, ...
-                    out.flush()
-                    raise _Retry(f"connection lost: {exc!r}") from exc
-                if not block:
-                    break
-                out.write(block)
-                digest.update(block)
-                bar.update(len(block))
-            out.flush()
-            os.fsync(out.fileno())
-
-    size = part.stat().st_size
-    if total is not None and size < total:
-        raise _Retry(f"connection closed after {size} of {total} bytes")
-    if total is not None and size > total:
-        _unlink(part, meta)
-        raise _Retry(f"received {size} bytes but the server announced {total}; restarting")
-    return digest.hexdigest()
-
-
-# -------------------------------------------------------------- convert_checkpoint
-
-
-def convert_checkpoint(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool = False
-) -> str:
-    """Convert a ``torch.save`` checkpoint to safetensors; return the sha256 of ``dst``.
-
-    ``src`` is loaded with ``torch.load(weights_only=True)``: a checkpoint holding
-    arbitrary Python objects is refused, never unpickled. Accepts a plain state dict or a
-    dict whose ``"state_dict"`` / ``"model"`` entry is one; strips a ``module.`` prefix
-    present on every key (DataParallel); makes tensors contiguous and clones tensors that
-    share storage. ``dst`` appears complete or not at all (temp file + rename); it is not
-    overwritten unless ``overwrite=True``. Nothing else is written.
-    """
-    src_path, dst_path = Path(src).expanduser(), Path(dst).expanduser()
-    if not src_path.is_file():
-        raise WeightsError(f"checkpoint to convert not found: {src_path}")
-    if is_pickle_path(str(dst_path)):
-        raise InvalidArgumentError(f"output {dst_path} has a pickle suffix; name it *.safetensors")
-    if dst_path.exists() and not overwrite:
-        raise WeightsError(
-            f"{dst_path} already exists; pass overwrite=True (`zoo convert --overwrite`) "
-            "to replace it"
-        )
-    if not dst_path.parent.is_dir():
-        raise WeightsError(f"output directory {dst_path.parent} does not exist; create it first")
-    with contextlib.suppress(WeightsError):
-        check_safetensors(src_path)
-        raise InvalidArgumentError(f"{src_path} is already a safetensors file; nothing to convert")
-
-    import pickle
-
-    import torch
-
-    try:
-        obj = torch.load(src_path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        detail = f" (found {found.group(1)})" if found else ""
-        raise WeightsError(
-            f"{src_path} cannot be loaded safely: it contains arbitrary Python objects{detail} "
-            "or is not a PyTorch checkpoint, and zoo_core will not unpickle it "
-            "(weights_only=True refused it). Re-save only the tensors "
-            "(torch.save(model.state_dict(), PATH)) from code you trust, then convert that"
-        ) from exc
-    except Exception as exc:  # corrupt zip, EOF, ...
-        raise WeightsError(f"cannot read checkpoint {src_path}: {exc}") from exc
-
-    state = _extract_state_dict(obj, src_path)
-    tensors = _prepare_tensors(state, src_path)
-
-    from safetensors.torch import save_file
-
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst_path.name}.", suffix=".tmp", dir=dst_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-        check_safetensors(tmp, name=str(dst_path))
-        digest = sha256_file(tmp)
-        if overwrite:
-            os.replace(tmp, dst_path)
-        else:
-            try:
-                os.link(tmp, dst_path)  # atomic "create only if absent"
-            except FileExistsError as exc:
-                raise WeightsError(
-                    f"{dst_path} appeared while converting; pass overwrite=True to replace it"
-                ) from exc
-            except OSError:  # filesystem without hard links
-                if dst_path.exists():
-                    raise WeightsError(
-                        f"{dst_path} appeared while converting; pass overwrite=True to replace it"
-                    ) from None
-                os.replace(tmp, dst_path)
-    finally:
-        _unlink(tmp)
-    logger.info(
-        "converted %s -> %s (%d tensors, sha256 %s)", src_path, dst_path, len(tensors), digest
-    )
-    return digest
-
-
-def _extract_state_dict(obj: Any, src: Path) -> dict[str, Any]:
-    import torch
-
-    def is_state_dict(value: Any) -> bool:
-        return (
-            isinstance(value, dict)
-            and bool(value)
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
-        )
-
-    if is_state_dict(obj):
-        return dict(obj)
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if is_state_dict(obj.get(key)):
-                logger.info("using the %r entry of checkpoint %s", key, src)
-                return dict(obj[key])
-        keys = ", ".join(repr(k) for k in list(obj)[:10])
-        raise WeightsError(
-            f"{src} is not a state dict (a dict of str -> tensor) and has no 'state_dict' or "
-            f"'model' entry holding one (top-level keys: {keys or 'none'}); save "
-            "model.state_dict() and convert that"
-        )
-    raise WeightsError(
-        f"{src} holds a {type(obj).__name__}, not a state dict; save model.state_dict() and "
-        "convert that"
-    )
-
-
-def _prepare_tensors(state: dict[str, Any], src: Path) -> dict[str, Any]:
-    keys = list(state)
-    if all(k.startswith("module.") for k in keys):
-        logger.info("stripping the 'module.' prefix from all %d keys of %s", len(keys), src)
-        state = {k[len("module.") :]: v for k, v in state.items()}
-        if len(state) != len(keys) or "" in state:
-            raise WeightsError(f"{src}: stripping 'module.' makes keys collide or empty")
-
-    import torch
-
-    out: dict[str, Any] = {}
-    seen: set[tuple[int, int]] = set()
-    for key, tensor in state.items():
-        if tensor.layout is not torch.strided:
-            raise WeightsError(
-                f"{src}: tensor {key!r} has layout {tensor.layout}; only dense tensors can be "
-                "saved as safetensors"
-            )
-        t = tensor.detach().contiguous()
-        storage = t.untyped_storage()
-        ident = (storage.data_ptr(), storage.nbytes())
-        owns_storage = storage.nbytes() == t.numel() * t.element_size()
-        if ident in seen or not owns_storage:
-            t = t.clone()  # shared (tied) or a view: give it its own storage
-        elif t.numel():
-            seen.add(ident)
-        out[key] = t
-    return out
-
-
-# -------------------------------------------------------------- published pickles
-
-
-def fetch_published_pickle(url: str, *, progress: bool = True) -> Path:
-    """A first-party plugin's *published* pickle checkpoint, as a cached safetensors file.
-
-    torchvision publishes its weights only as ``.pth`` pickles named ``<arch>-<sha256
-    prefix>.pth``. Such a file is downloaded, checked against the digest prefix in its
-    name, and converted once with ``torch.load(weights_only=True)`` (no arbitrary objects
-    are unpickled); later builds load the cached safetensors file. User-given sources never
-    come here: a ``.pth`` passed as ``weights=`` is refused with the conversion command.
-    """
-    dest = _entry_path(url)
-    dest = dest.with_name(dest.name.rsplit(".", 1)[0] + ".safetensors")
-    if dest.exists() and _cache_entry_problem(dest, None, url) is None:
-        return dest
-    with _entry_locked(dest, url):
-        if dest.exists() and _cache_entry_problem(dest, None, url) is None:
-            return dest
-        _unlink(dest, _sidecar(dest))
-        part = dest.with_name(dest.name + ".pth.part")
-        meta = dest.with_name(dest.name + ".pth.part.meta")
-        digest = _download(url, part, meta, progress)
-        match = re.search(r"-([0-9a-f]{8,64})\.pth$", urllib.parse.urlsplit(url).path)
-        if match and not digest.startswith(match.group(1)):
-            _unlink(part, meta)
-            raise WeightsError(
-                f"sha256 mismatch for {url}: its published name pins a digest starting "
-                f"{match.group(1)}, the download has {digest}; nothing was cached"
-            )
-        try:
-            convert_checkpoint(part, dest)
-        finally:
-            _unlink(part, meta)
-        _write_sidecar(dest, sha256_file(dest), url)
-        logger.info("converted published checkpoint %s to %s", url, dest)
-        return dest
-
-
-def known_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a loaded weights file: the cache sidecar when valid, else hashed once
-    per process (memoised by path, size, mtime and inode)."""
-    target = Path(path)
-    return _read_sidecar(target) or _file_digest(target)
+        f"the local Hugging Face cache holds a corrupt copy of {filename!r} of "
+        f"{repo_id}{at}: {blob} has {kind} {actual}, but the cache names it {name} (the digest "
+        "the Hub sent when it was downloaded). The repo is not at fault; the file was damaged "
+        f"on this disk. Delete {blob} and load again to download it afresh "
+        "(`zoo cache verify --hf` lists every damaged blob)")

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from zoo_core._cache_admin import add_cli as add_cache_cli
 from zoo_core._finetune import add_cli as add_finetune_cli
 from zoo_core._hub import add_cli as add_hub_cli
 from zoo_core.errors import ZooError
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     add_hub_cli(sub)  # zoo push DIR REPO_ID
+    add_cache_cli(sub)  # zoo cache verify | clean
     add_finetune_cli(sub)  # zoo finetune [MODEL] --data DIR ...
     return parser
 
@@ -197,6 +199,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from zoo_core._safefs import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"zoo: error: no space left{where}: {exc.strerror} (errno {exc.errno}); free "
+              "space there and run the command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)

@@ -156,13 +156,14 @@ def test_augment_forces_the_slow_path_and_says_so(digits, capsys):
 def test_auto_measures_similarity_and_refuses_on_digits_5_9(digits):
     """digits04 features fit digits 5-9 worse than random features: scarce + dissimilar."""
     with pytest.raises(TransferNotRecommendedError, match="force=True") as info:
-        finetune("zoonet_s", digits, strategy="auto", epochs=1, **QUIET)
+        finetune("zoonet_s", digits, strategy="auto", epochs=1, weights="digits04", **QUIET)
     fig = info.value.figures
     assert fig["similarity"] < 0.5 and fig["per_class"] == 6
     assert 0 <= fig["acc_pretrained"] <= 1 and 0 <= fig["acc_random"] <= 1
     assert "nearest centroid" in str(info.value) or "nearest-centroid" in str(info.value)
 
-    _, res = finetune("zoonet_s", digits, strategy="auto", force=True, epochs=1, **QUIET)
+    _, res = finetune("zoonet_s", digits, strategy="auto", force=True, epochs=1,
+                      weights="digits04", **QUIET)
     assert res.strategy == "finetune" and res.forced and "forced" in res.reason
     assert res.figures["similarity"] == fig["similarity"]
 
@@ -170,7 +171,8 @@ def test_auto_measures_similarity_and_refuses_on_digits_5_9(digits):
 def test_auto_picks_linear_probe_on_similar_data(tmp_path, capsys):
     """The pretraining domain itself (digits 0-4): pretrained features are far better."""
     src = export_imagefolder(tmp_path / "src", classes=range(5), per_class=6)
-    _, res = finetune("zoonet_s", src, strategy="auto", epochs=1, progress=False)
+    _, res = finetune("zoonet_s", src, strategy="auto", epochs=1, progress=False,
+                      weights="digits04")
     assert res.strategy == "linear_probe" and res.requested_strategy == "auto"
     assert res.figures["similarity"] >= 0.5 > res.figures["acc_random"] - 0.5
     assert res.figures["acc_pretrained"] > res.figures["acc_random"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from zoo_core.errors import InvalidArgumentError
@@ -38,6 +39,22 @@ def _check_precision(precision: str, device: Any) -> str:
     return PRECISIONS[precision]
 
 
+def _check_launcher() -> None:
+    """``accelerate launch --cpu --num_processes N`` starts ONE process unless it is given
+    an MPI hostfile (accelerate 1.x: the --cpu path is its "simple" launcher), so the run
+    would silently train alone. Its tell: accelerate's CPU flag and a master address, but
+    no rank from a launcher."""
+    env = os.environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1") and "MASTER_ADDR" in env \
+            and "WORLD_SIZE" not in env and "LOCAL_RANK" not in env \
+            and "OMPI_COMM_WORLD_SIZE" not in env and "PMI_SIZE" not in env:
+        raise InvalidArgumentError(
+            "accelerate launch --cpu --num_processes N started a single process (accelerate "
+            "spawns CPU processes only through MPI, --mpirun_hostfile). For N processes on "
+            "CPU use `accelerate launch --multi_gpu --num_processes N ...` (it needs no GPU: "
+            "zoo picks gloo on CPU) or `torchrun --nproc-per-node N -m zoo_core.cli ...`")
+
+
 class _Dist:
     """Rank, world size and device of this process; the accelerator behind them."""
 
@@ -48,7 +65,11 @@ class _Dist:
         from accelerate.state import AcceleratorState, GradientState
 
         mixed = _check_precision(precision, device)
-        cpu = device is not None and torch.device(device).type == "cpu"
+        _check_launcher()
+        # cpu=True also on a machine without an accelerator: accelerate then sees a
+        # torchrun / accelerate-launch world as MULTI_CPU (gloo); without it, NO
+        cpu = (device is not None and torch.device(device).type == "cpu") or \
+            not torch.accelerator.is_available()
         # A fresh precision per finetune() call; the process group (PartialState) stays,
         # so several runs in one torchrun process share it.
         AcceleratorState._reset_state(reset_partial_state=False)
@@ -58,7 +79,7 @@ class _Dist:
                                    project_dir=None if project_dir is None else str(project_dir))
         except (ValueError, ImportError) as exc:  # an unknown tracker, a missing package
             raise InvalidArgumentError(f"accelerate refused this run: {exc}") from exc
-        if device is not None and not cpu:
+        if device is not None and torch.device(device).type != "cpu":
             want = torch.device(device)
             got = self.acc.device
             if want.type != got.type or (want.index is not None and want.index != got.index):

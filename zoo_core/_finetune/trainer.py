@@ -156,10 +156,12 @@ class _Trainer:
         sampler.set_epoch(epoch)
         return sampler
 
-    def _micro_step(self, opt: Any, x: Any, y: Any, *, last: bool, scale: float,
+    def _micro_step(self, opt: Any, x: Any, y: Any, *, last: bool, window_images: int,
                     ema: Any) -> tuple[float, int, int]:
         """One micro-batch: forward, scaled backward (gradient sync only on the window's
         last micro-batch), and at the window's end the optimizer step and EMA update.
+        Each micro-batch's mean loss is weighted by its share of the window's images, so
+        ``accumulate`` micro-batches equal one batch of all of them.
         ``x is None``: an empty batch (every image failed to decode); under DDP it still
         joins the gradient all-reduce with a zero gradient."""
         import contextlib
@@ -180,7 +182,7 @@ class _Trainer:
                     target = self._soft(y)
                 logits = self.net(x)
                 loss = self.loss_fn(logits, target)
-                acc.backward(loss * scale)
+                acc.backward(loss * (len(y) / max(window_images, 1)))
                 n = int(y.shape[0])
                 loss_sum = float(loss.detach()) * n
                 correct = int((logits.detach().argmax(1) == y).sum())
@@ -223,6 +225,8 @@ class _Trainer:
                               sampler=self._sampler(len(self.train_ds), epoch), generator=gen,
                               pin=ctx.device.type == "cuda")
         total = len(batches)
+        n_order = len(self._sampler(len(self.train_ds), epoch))
+        sizes = [min(self.local_bs, n_order - i) for i in range(0, n_order, self.local_bs)]
         bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
                    disable=not self.progress, dynamic_ncols=True)
         for i, item in enumerate(bar):
@@ -241,7 +245,9 @@ class _Trainer:
                 if item.x is not None:
                     x = item.x.to(ctx.device, non_blocking=True)
                     y = item.y.to(ctx.device, non_blocking=True)
-            ls, c, n = self._micro_step(opt, x, y, last=last, scale=1.0 / window, ema=ema)
+            ls, c, n = self._micro_step(opt, x, y, last=last, ema=ema,
+                                        window_images=sum(
+                                            sizes[window_start:window_start + window]))
             loss_sum, correct, seen = loss_sum + ls, correct + c, seen + n
             if seen and self.progress and (last or i == total - 1):
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",

@@ -48,9 +48,9 @@ for name, kw in RUNS.items():
 
 RUNS = {
     "probe_naive": {"strategy": "linear_probe", "epochs": 3, "batch_size": 6,
-                    "cache_features": False, "seed": 5},
+                    "cache_features": False, "seed": 5, "probe_solver": "sgd"},
     "probe_cached": {"strategy": "linear_probe", "epochs": 3, "batch_size": 6,
-                     "cache_features": True, "seed": 5},
+                     "cache_features": True, "seed": 5, "probe_solver": "sgd"},
     "finetune": {"strategy": "finetune", "epochs": 2, "batch_size": 6, "seed": 5},
     # 35 training images do not split evenly across 2 ranks; 179 val images neither
     "odd": {"strategy": "partial:1", "epochs": 1, "batch_size": 6, "seed": 5,

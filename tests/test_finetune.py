@@ -124,7 +124,7 @@ def test_end_to_end_embedded_writes_everything(tmp_path):
 
 
 def test_existing_checkpoint_needs_resume_or_overwrite(tmp_path, digits):
-    kw = dict(strategy="linear_probe", epochs=1, out=tmp_path, **QUIET)
+    kw = dict(strategy="linear_probe", epochs=1, out=tmp_path, probe_solver="sgd", **QUIET)
     finetune("zoonet_s", digits, **kw)
     with pytest.raises(zoo_core.InvalidArgumentError, match="resume=True"):
         finetune("zoonet_s", digits, **kw)
@@ -153,7 +153,8 @@ def test_resume_on_a_folder_that_is_not_a_run(tmp_path, digits):
 
 
 def test_cached_linear_probe_equals_naive_loop(digits):
-    kw = dict(strategy="linear_probe", epochs=3, batch_size=8, seed=3, **QUIET)
+    kw = dict(strategy="linear_probe", epochs=3, batch_size=8, seed=3, probe_solver="sgd",
+              **QUIET)
     naive, r_naive = finetune("zoonet_s", digits, cache_features=False, **kw)
     cached, r_cached = finetune("zoonet_s", digits, cache_features=True, **kw)
     assert r_cached.feature_cache and not r_naive.feature_cache
@@ -356,7 +357,8 @@ def test_cli_finetune(tmp_path, digits, capsys):
     add_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["finetune", "zoonet_s", "--data", str(digits), "--strategy",
                               "linear_probe", "--epochs", "2", "--out", str(tmp_path / "o"),
-                              "--no-progress", "--batch-size", "8", "--lr", "0.05"])
+                              "--no-progress", "--batch-size", "8", "--lr", "0.05",
+                              "--probe-solver", "sgd"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "epoch   2/2" in out and "best       val acc" in out
@@ -367,7 +369,7 @@ def test_cli_finetune(tmp_path, digits, capsys):
     args = parser.parse_args(["finetune", "--data", str(digits), "--epochs", "3", "--out",
                               str(tmp_path / "o"), "--resume", "--no-progress",
                               "--strategy", "linear_probe", "--batch-size", "8", "--lr",
-                              "0.05"])
+                              "0.05", "--probe-solver", "sgd"])
     assert args.func(args) == 0
     assert "resume      from" in capsys.readouterr().out
 

@@ -17,6 +17,7 @@ from zoo_core._finetune.recipe import Recipe, create_optimizer
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 QUIET = {"progress": False, "verbose": False, "threads": 1}
+SGD = {"probe_solver": "sgd"}  # linear_probe trained for epochs, not solved
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_bf16_run_end_to_end(digits):
 
 def test_accumulation_equals_one_larger_batch(digits):
     """linear_probe (frozen BN): 2 micro-batches of 8 make the same steps as batches of 16."""
-    kw = dict(strategy="linear_probe", epochs=2, seed=2, **QUIET)
+    kw = dict(strategy="linear_probe", epochs=2, seed=2, **SGD, **QUIET)
     a, _ = finetune("zoonet_s", digits, batch_size=16, **kw)
     b, res = finetune("zoonet_s", digits, batch_size=8, accumulate=2, **kw)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
@@ -96,7 +97,7 @@ def test_lp_ft_trains_the_head_first_then_everything(digits):
     model, res = finetune("zoonet_s", digits, strategy="lp_ft", epochs=2, lp_epochs=5,
                           batch_size=8, **QUIET)
     phase = res.extra["lp_phase"]
-    assert phase["epochs"] == 5 and phase["cached"] and 0 <= phase["val_acc"] <= 1
+    assert phase["solver"] == "lbfgs" and phase["cached"] and 0 <= phase["val_acc"] <= 1
     ref = zoo_core.build_model("zoonet_s", 5, "linear_probe")
     moved = [k for k, v in ref.state_dict().items()
              if not k.startswith("head.") and not torch.equal(model.state_dict()[k], v)]
@@ -107,7 +108,7 @@ def test_lp_ft_trains_the_head_first_then_everything(digits):
 def test_keep_and_early_stop(tmp_path, digits):
     out = tmp_path / "run"
     _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=8, lr=3.0,
-                      early_stop=1, keep=2, out=out, **QUIET)
+                      early_stop=1, keep=2, out=out, **SGD, **QUIET)
     stopped = res.extra["stopped_early"]
     assert stopped is not None and len(res.history) == stopped < 8
     files = sorted(p.name for p in (out / "checkpoint").glob("epoch-*.safetensors"))
@@ -118,7 +119,7 @@ def test_keep_and_early_stop(tmp_path, digits):
     assert set(files) == expect
     with pytest.raises(zoo_core.InvalidArgumentError, match="stopped early"):
         finetune("zoonet_s", digits, strategy="linear_probe", epochs=8, lr=3.0,
-                 early_stop=1, keep=2, out=out, resume=True, **QUIET)
+                 early_stop=1, keep=2, out=out, resume=True, **SGD, **QUIET)
 
 
 def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, digits, monkeypatch):
@@ -139,14 +140,15 @@ def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, digits, monkeypatch)
     monkeypatch.setattr(checkpoint, "_atomic_save_tensors", save)
     with pytest.raises(checkpoint.CheckpointWriteError,
                        match="epoch 2.*No space left.*epoch 1\\) is intact.*--resume"):
-        finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, out=out, **QUIET)
+        finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, out=out, **SGD,
+                 **QUIET)
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 1
     assert [p.name for p in (out / "checkpoint").iterdir() if p.suffix == ".safetensors"] == [
         "epoch-0001.safetensors"]
     monkeypatch.setattr(checkpoint, "_atomic_save_tensors", real)
     _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, out=out,
-                      resume=True, **QUIET)
+                      resume=True, **SGD, **QUIET)
     assert res.resumed_from_epoch == 1 and len(res.history) == 3
 
 
@@ -163,7 +165,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path, digits, monkeypatch, capsys):
     monkeypatch.setattr(_Trainer, "train_epoch", interrupt)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, out=out, **QUIET)
+        finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, out=out, **SGD,
+                 **QUIET)
     err = capsys.readouterr().err
     assert "interrupted during epoch 2" in err and f"--out {out}" in err
     assert "--resume" in err and "epoch 1" in err
@@ -177,3 +180,36 @@ def test_tensorboard_logging(tmp_path, digits):
              log_with="tensorboard", **QUIET)
     events = list(out.rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_solved_probe_is_the_logistic_regression_sklearn_finds():
+    """The solver's objective is scikit-learn's: with the C it chose, sklearn's
+    LogisticRegression (lbfgs) predicts the same labels on new points."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from zoo_core._finetune.probe import solve_head
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 1.5, (4, 12))
+    x = np.concatenate([c + rng.normal(0, 1.0, (15, 12)) for c in centers]) * 5 + 3
+    y = np.repeat(np.arange(4), 15)
+    head = torch.nn.Linear(12, 5)  # one class never seen in training
+    info = solve_head(head, torch.tensor(x, dtype=torch.float32), torch.tensor(y), seed=0)
+    assert info["solved"] and info["folds"] == 5 and info["C"] > 0
+    mean, std = x.mean(0), x.std(0)
+    ref = LogisticRegression(C=info["C"], max_iter=5000).fit((x - mean) / std, y)
+    new = np.concatenate([c + rng.normal(0, 1.0, (50, 12)) for c in centers]) * 5 + 3
+    with torch.no_grad():
+        ours = head(torch.tensor(new, dtype=torch.float32)).argmax(1).numpy()
+    agree = (ours == ref.predict((new - mean) / std)).mean()
+    assert agree >= 0.98 and 4 not in ours
+    train_acc = (head(torch.tensor(x, dtype=torch.float32)).argmax(1).numpy() == y).mean()
+    assert train_acc >= ref.score((x - mean) / std, y) - 0.02
+
+
+def test_linear_probe_is_solved_by_default(digits):
+    _, res = finetune("zoonet_s", digits, strategy="linear_probe", **QUIET)
+    assert res.extra["probe"]["solved"] and len(res.history) == 1
+    assert "logistic regression" in res.path
+    assert res.history[0].train_acc > 0.6  # chance is 0.2; the C is cross-validated

@@ -64,6 +64,10 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep an EMA of the weights (timm ModelEmaV3), e.g. 0.998; the EMA "
                         "weights are evaluated and saved (default off)")
+    g.add_argument("--probe-solver", choices=("lbfgs", "sgd"), default="lbfgs",
+                   help="linear_probe / lp_ft's first phase on cached features: lbfgs solves "
+                        "the head as a cross-validated logistic regression; sgd trains it "
+                        "for --epochs")
     g.add_argument("--lp-epochs", type=int, default=None,
                    help=f"lp_ft: head-only epochs before unfreezing (default {DEFAULT_EPOCHS})")
     p.add_argument("--precision", choices=("32", "bf16", "fp16"), default="32",
@@ -134,7 +138,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         similarity_override=args.similarity, force=args.force, input_size=args.input_size,
         precision=args.precision, accumulate=args.accumulate, threads=args.threads,
         recipe=recipe, early_stop=args.early_stop, keep=args.keep, log_with=args.log_with,
-        lp_epochs=args.lp_epochs)
+        lp_epochs=args.lp_epochs, probe_solver=args.probe_solver)
     if int(os.environ.get("RANK", "0") or 0) == 0:
         print()
         print(result.summary())

@@ -84,8 +84,11 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
             scheduler.step(epoch - 1)
             lr_now = max(g["lr"] for g in opt.param_groups)
             t0 = time.perf_counter()
-            tr_loss, tr_acc, n_seen = trainer.train_epoch(opt, epoch, cfg.epochs,
-                                                          accumulate=cfg.accumulate, ema=ema)
+            if trainer.solver:
+                tr_loss, tr_acc, n_seen = trainer.solve()
+            else:
+                tr_loss, tr_acc, n_seen = trainer.train_epoch(
+                    opt, epoch, cfg.epochs, accumulate=cfg.accumulate, ema=ema)
             t_train = time.perf_counter() - t0
             va_loss, va_acc, n_val = trainer.evaluate(ema.module if ema is not None else None)
             seconds = time.perf_counter() - t0

@@ -77,6 +77,7 @@ from zoo_core._finetune.defaults import DEFAULT_BATCH_SIZE, DEFAULT_LR, default_
 from zoo_core._finetune.dist import _Dist
 from zoo_core._finetune.loop import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, LoopConfig, LoopState
 from zoo_core._finetune.loop import run_epochs as _run_epochs
+from zoo_core._finetune.probe import SOLVERS
 from zoo_core._finetune.recipe import Recipe
 from zoo_core._finetune.report import _plot, _push, _write_metrics
 from zoo_core._finetune.results import FinetuneResult
@@ -125,6 +126,7 @@ class _Options:
     keep: int
     log_with: str | None
     lp_epochs: int | None
+    probe_solver: str
     extra: dict[str, Any] = field(default_factory=dict)
 
     def hyperparameters(self, kind: str, lr: float, epochs: int) -> dict[str, Any]:
@@ -139,7 +141,8 @@ class _Options:
                 "threads": self.threads, "num_workers": self.num_workers,
                 "early_stop": self.early_stop, "keep": self.keep,
                 "input_size": list(self.input_size) if self.input_size else None,
-                "sync_bn": self.sync_bn, "lp_epochs": self.lp_epochs, **self.recipe.as_dict()}
+                "sync_bn": self.sync_bn, "lp_epochs": self.lp_epochs,
+                "probe_solver": self.probe_solver, **self.recipe.as_dict()}
 
 
 def finetune(
@@ -177,6 +180,7 @@ def finetune(
     keep: int = 1,
     log_with: str | None = None,
     lp_epochs: int | None = None,
+    probe_solver: str = "lbfgs",
 ) -> tuple[nn.Module, FinetuneResult]:
     """Fine-tune ``model`` on an image folder; return ``(model, FinetuneResult)``.
 
@@ -215,6 +219,9 @@ def finetune(
     if lp_epochs is not None:
         check_args(epochs=lp_epochs, batch_size=1, lr=None, val_fraction=0.0, world=1,
                    accumulate=1, keep=1, early_stop=None, threads=None, num_workers=0)
+    if probe_solver not in SOLVERS:
+        raise InvalidArgumentError(f"--probe-solver must be one of {', '.join(SOLVERS)}, got "
+                                   f"{probe_solver!r}")
     if log_with not in (None, "tensorboard"):
         raise InvalidArgumentError(f"--log-with: only 'tensorboard' is supported, got "
                                    f"{log_with!r}")
@@ -240,7 +247,7 @@ def finetune(
             {} if isinstance(recipe, Recipe) or (isinstance(recipe, Mapping)
                                                  and "weight_decay" in recipe)
             else {"weight_decay": weight_decay})), early_stop=early_stop,
-        keep=keep, log_with=log_with, lp_epochs=lp_epochs)
+        keep=keep, log_with=log_with, lp_epochs=lp_epochs, probe_solver=probe_solver)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
     ctx = _Dist(device, precision=opts.precision, log_with=log_with, project_dir=opts.out)
@@ -371,6 +378,11 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     trainer, net_model = run.trainer, run.model
     lp_note = train_lp_head(ctx, opts, run, say) if kind.kind == "lp_ft" and ckpt is None \
         else None
+    if trainer.solver:
+        if opts.epochs and opts.epochs != 1:
+            say(f"probe       the head is solved in one step, so --epochs {opts.epochs} does "
+                "not apply (--probe-solver sgd trains it for epochs)")
+        epochs = 1
     prepare_training(ctx, opts, run, lr_base, epochs)
     out_dir = opts.out
     if ctx.main and out_dir is not None:
@@ -386,6 +398,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
         "input_size": list(net_model.zoo.data_config.input_size),
         "precision": opts.precision, "accumulate": opts.accumulate,
         "recipe": opts.recipe.as_dict(), "lp_epochs": opts.lp_epochs,
+        "probe_solver": opts.probe_solver,
     }
     state = LoopState()
     start_epoch, resumed_from = 1, None
@@ -402,6 +415,10 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
         state = LoopState.from_meta(ckpt)
         start_epoch = resumed_from = int(ckpt["epoch"]) + 1
         resumed_from -= 1
+        if start_epoch > epochs:
+            raise InvalidArgumentError(
+                f"--resume: the run in {out_dir} is finished: its head was solved in one "
+                "step, there is nothing to extend (--probe-solver sgd trains for epochs)")
         if epochs > int(ckpt.get("epochs", epochs)):
             state.stale = 0
             say(f"resume      extending from {ckpt.get('epochs')} to {epochs} epochs (the "
@@ -484,6 +501,8 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
              "stopped_early": state.stopped_early, "threads": opts.threads}
     if lp_note is not None:
         extra["lp_phase"] = lp_note
+    if trainer.solver_info:
+        extra["probe"] = trainer.solver_info
     result = FinetuneResult(
         model=opts.model, strategy=kind_str, requested_strategy=str(requested), reason=reason,
         forced=forced, figures=figures, history=tuple(history), best_val_acc=best.val_acc,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zoo_core._finetune.defaults import DEFAULT_LR, LP_FT_LAYER_DECAY, default_epochs
+from zoo_core._finetune.probe import can_solve
 from zoo_core._finetune.recipe import (
     Recipe,
     create_ema,
@@ -72,10 +73,15 @@ def build_run(ctx: _Dist, opts: Any, folder: Any, kind: Any, reason: str,
         say("features    the model's output is not its head applied to the head's input "
             "(or the head takes several inputs), so features cannot be cached; running "
             "the full loop")
+    if cached and opts.probe_solver == "lbfgs" and can_solve(trainer.head, trainer.train_feats):
+        trainer.solver = "lbfgs"
     if kind.kind == "linear_probe" and not cached and not slow and not opts.cache_features:
         say("features    cache disabled (cache_features=False): the frozen backbone runs "
             "every epoch")
-    path_note = ("linear_probe with cached head inputs: backbone ran once per image, "
+    path_note = ("linear_probe with cached head inputs: backbone ran once per image, the "
+                 "head solved as a cross-validated logistic regression (L-BFGS)"
+                 if trainer.solver else
+                 "linear_probe with cached head inputs: backbone ran once per image, "
                  "only the head trained" if cached else
                  f"{kind}: full forward/backward loop every epoch"
                  + (" with augmentation" if opts.augment else "")
@@ -110,7 +116,10 @@ def train_lp_head(ctx: _Dist, opts: Any, run: _Run, say: _Printer) -> dict[str, 
                          progress=opts.progress, loss_fn=main.loss_fn)
         if probe.cached and not probe.prepare_cache(say):
             probe.cached = False
-        epochs = opts.lp_epochs or default_epochs("linear_probe")
+        if probe.cached and opts.probe_solver == "lbfgs" and \
+                can_solve(probe.head, probe.train_feats):
+            probe.solver = "lbfgs"
+        epochs = 1 if probe.solver else opts.lp_epochs or default_epochs("linear_probe")
         lr = DEFAULT_LR["linear_probe"]
         head_recipe = Recipe(opt=run.recipe.opt, momentum=run.recipe.momentum,
                              weight_decay=run.recipe.weight_decay)
@@ -119,7 +128,10 @@ def train_lp_head(ctx: _Dist, opts: Any, run: _Run, say: _Printer) -> dict[str, 
         acc = 0.0
         for epoch in range(1, epochs + 1):
             scheduler.step(epoch - 1)
-            probe.train_epoch(opt, epoch, epochs)
+            if probe.solver:
+                probe.solve()
+            else:
+                probe.train_epoch(opt, epoch, epochs)
         _, acc, _ = probe.evaluate()
         probe.unwrap()
         main.feature_seconds += probe.feature_seconds
@@ -128,8 +140,11 @@ def train_lp_head(ctx: _Dist, opts: Any, run: _Run, say: _Printer) -> dict[str, 
             p.requires_grad_(True)
         for p in model.parameters():
             p.grad = None
-    say(f"lp_ft       phase 1: head trained alone for {epochs} epochs"
+    say("lp_ft       phase 1: head "
+        + ("solved (cross-validated logistic regression)" if probe.solver
+           else f"trained alone for {epochs} epochs")
         + (" on cached head inputs" if probe.cached else "")
         + f" (lr {lr:g}): val acc {acc:.3f}; phase 2 unfreezes everything with layer "
         f"decay {run.recipe.layer_decay}")
-    return {"epochs": epochs, "lr": lr, "val_acc": acc, "cached": probe.cached}
+    return {"epochs": epochs, "lr": lr, "val_acc": acc, "cached": probe.cached,
+            "solver": probe.solver or "sgd", **probe.solver_info}

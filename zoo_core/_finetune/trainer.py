@@ -75,6 +75,8 @@ class _Trainer:
         self.loss_fn = loss_fn if loss_fn is not None else torch.nn.CrossEntropyLoss()
         self.mixup = mixup
         self.updates = 0  # optimizer steps so far (EMA warmup counts them)
+        self.solver: str | None = None  # "lbfgs": the head is solved, not trained (.probe)
+        self.solver_info: dict[str, Any] = {}
         self.window_data = False
         self.head_path = model.zoo.head
         self.head = model.get_submodule(self.head_path)
@@ -255,6 +257,31 @@ class _Trainer:
         bar.close()
         _bn_average(self.model, ctx)
         return self._reduce(loss_sum, correct, seen)
+
+    def solve(self) -> tuple[float, float, int]:
+        """The head as a cross-validated logistic regression on the cached training
+        features (:mod:`.probe`): fitted on rank 0, copied to the others. Returns the
+        training loss, accuracy and image count of the solved head."""
+        import torch
+        import torch.nn.functional as F
+
+        from zoo_core._finetune.probe import solve_head
+
+        ctx = self.ctx
+        rows = self.train_valid.nonzero().flatten().to(ctx.device)
+        x, y = self.train_feats[rows], self.train_labels[rows]
+        info = solve_head(self.head, x, y, seed=self.seed) if ctx.main else None
+        if ctx.active:
+            state = ctx.broadcast({k: v.cpu() for k, v in self.head.state_dict().items()}
+                                  if ctx.main else None)
+            self.head.load_state_dict(state)
+            info = ctx.broadcast(info)
+        self.solver_info = dict(info or {})
+        with torch.no_grad():
+            logits = self.head(x)
+            loss = float(F.cross_entropy(logits, y))
+            acc = float((logits.argmax(1) == y).double().mean()) if len(y) else 0.0
+        return loss, acc, len(y)
 
     def evaluate(self, model: Any = None) -> tuple[float, float, int]:
         """Validation loss, accuracy and image count, every image exactly once across

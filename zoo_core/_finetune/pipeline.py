@@ -66,7 +66,6 @@ import shutil
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +76,7 @@ from zoo_core._finetune.defaults import DEFAULT_BATCH_SIZE, DEFAULT_LR, default_
 from zoo_core._finetune.dist import _Dist
 from zoo_core._finetune.loop import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, LoopConfig, LoopState
 from zoo_core._finetune.loop import run_epochs as _run_epochs
+from zoo_core._finetune.options import _Options
 from zoo_core._finetune.probe import SOLVERS
 from zoo_core._finetune.recipe import Recipe
 from zoo_core._finetune.report import _plot, _push, _write_metrics
@@ -89,60 +89,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 __all__ = ["EXIT_AFTER_EPOCH_ENV", "EXIT_CODE", "finetune"]
-
-
-@dataclass(frozen=True)
-class _Options:
-    """Every argument of one finetune() call (recorded in run.json)."""
-
-    model: str
-    data: Any
-    strategy: str
-    epochs: int
-    batch_size: int
-    lr: float | None
-    out: Path | None
-    seed: int
-    val_fraction: float
-    per_class: int | None
-    weights: Any
-    cache_features: bool
-    augment: Any
-    push_to_hub: str | None
-    resume: bool
-    overwrite: bool
-    num_workers: int
-    progress: bool
-    verbose: bool
-    similarity_override: float | None
-    force: bool
-    sync_bn: bool
-    input_size: tuple[int, int, int] | None
-    precision: str
-    accumulate: int
-    threads: int
-    recipe: Recipe
-    early_stop: int | None
-    keep: int
-    log_with: str | None
-    lp_epochs: int | None
-    probe_solver: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def hyperparameters(self, kind: str, lr: float, epochs: int) -> dict[str, Any]:
-        return {"model": self.model, "strategy": kind, "requested_strategy": self.strategy,
-                "epochs": epochs, "batch_size": self.batch_size, "lr": lr, "seed": self.seed,
-                "val_fraction": self.val_fraction, "per_class": self.per_class,
-                "weights": None if self.weights is None else str(self.weights),
-                "cache_features": self.cache_features,
-                "augment": self.augment if isinstance(self.augment, Mapping)
-                else bool(self.augment),
-                "precision": self.precision, "accumulate": self.accumulate,
-                "threads": self.threads, "num_workers": self.num_workers,
-                "early_stop": self.early_stop, "keep": self.keep,
-                "input_size": list(self.input_size) if self.input_size else None,
-                "sync_bn": self.sync_bn, "lp_epochs": self.lp_epochs,
-                "probe_solver": self.probe_solver, **self.recipe.as_dict()}
 
 
 def finetune(

@@ -30,17 +30,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Strategy", "apply_strategy", "decide_strategy", "param_groups", "parse_strategy"]
 
-NAMES = ("auto", "linear_probe", "finetune", "partial:K", "scratch")
+NAMES = ("auto", "linear_probe", "finetune", "partial:K", "lp_ft", "scratch")
 
 
 @dataclass(frozen=True)
 class Strategy:
-    kind: str  # auto | linear_probe | finetune | partial | scratch
+    kind: str  # auto | linear_probe | finetune | partial | lp_ft | scratch
     k: int | None = None
 
     @property
     def needs_pretrained(self) -> bool:
-        return self.kind in ("linear_probe", "finetune", "partial")
+        return self.kind in ("linear_probe", "finetune", "partial", "lp_ft")
 
     def __str__(self) -> str:
         return f"partial:{self.k}" if self.kind == "partial" else self.kind
@@ -58,7 +58,7 @@ def parse_strategy(value: str | Strategy) -> Strategy:
         raise InvalidArgumentError(f"strategy must be a string such as 'linear_probe', "
                                    f"got {type(value).__name__}")
     text = value.strip()
-    if text in ("auto", "linear_probe", "finetune", "scratch"):
+    if text in ("auto", "linear_probe", "finetune", "lp_ft", "scratch"):
         return Strategy(text)
     match = re.fullmatch(r"partial:(\d+)", text)
     if match:
@@ -214,7 +214,9 @@ def apply_strategy(model: nn.Module, strategy: Strategy, *, head: str,
                 f"({', '.join(stages)}); use partial:1..partial:{n}, or finetune"
             )
     groups = _groups(model, head, stages)
-    if strategy.kind in ("finetune", "scratch"):
+    # lp_ft: everything trains; zoo finetune first trains the head alone on cached
+    # features (its first phase), then this model as a whole
+    if strategy.kind in ("finetune", "lp_ft", "scratch"):
         trainable_groups = set(range(-2, n + 1))
     elif strategy.kind == "linear_probe":
         trainable_groups = {-1}

@@ -17,8 +17,9 @@ from __future__ import annotations
 from zoo_core._finetune.cli import add_cli
 from zoo_core._finetune.compare import COMPARE_STRATEGIES, run_default
 from zoo_core._finetune.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR
+from zoo_core._finetune.loop import EXIT_AFTER_EPOCH_ENV, EXIT_CODE
 from zoo_core._finetune.measure import Measurements, ProbeScore, measure_transfer
-from zoo_core._finetune.pipeline import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, finetune
+from zoo_core._finetune.pipeline import finetune
 from zoo_core._finetune.results import EpochMetrics, FinetuneResult
 
 __all__ = ["COMPARE_STRATEGIES", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS", "DEFAULT_LR",

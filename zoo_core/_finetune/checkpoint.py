@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo_core._finetune.utils import _atomic_save_tensors, _atomic_write_text, _cpu_state, _seed_all
-from zoo_core.errors import InvalidArgumentError
+from zoo_core.errors import InvalidArgumentError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CHECKPOINT_FORMAT = 1
 
+
+class CheckpointWriteError(ZooError, OSError):
+    """A checkpoint could not be written (disk full...); the previous one is intact."""
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -53,12 +56,19 @@ def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
 
 
 def _save_checkpoint(ckpt_dir: Path, *, epoch: int, model: nn.Module, opt: Any,
-                     rng_states: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """Tensors to ``epoch-NNNN.safetensors``, the rest to ``state.json`` (commit point)."""
+                     rng_states: list[dict[str, Any]], meta: dict[str, Any],
+                     ema: nn.Module | None = None, keep_epochs: Sequence[int] = ()) -> None:
+    """Tensors to ``epoch-NNNN.safetensors``, the rest to ``state.json`` (commit point).
+
+    Files of other epochs are deleted unless listed in ``keep_epochs`` (``--keep``: the
+    best K). A failed write (a full disk) leaves the previous checkpoint as it was.
+    """
     import torch
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Any] = {f"model/{k}": v for k, v in _cpu_state(model).items()}
+    if ema is not None:
+        tensors.update({f"ema/{k}": v for k, v in _cpu_state(ema).items()})
     osd = opt.state_dict()
     opt_json: dict[str, Any] = {"param_groups": osd["param_groups"], "state": {}}
     for pid, pstate in osd["state"].items():
@@ -75,15 +85,40 @@ def _save_checkpoint(ckpt_dir: Path, *, epoch: int, model: nn.Module, opt: Any,
         if "cuda" in st:
             tensors[f"rng/{r}/cuda"] = st["cuda"]
         rng_json.append({"python": st["python"], "numpy": st["numpy"]})
-    name = f"epoch-{epoch:04d}.safetensors"
-    _atomic_save_tensors(ckpt_dir / name, tensors,
-                         metadata={"epoch": str(epoch), "format": str(CHECKPOINT_FORMAT)})
+    name = _name(epoch)
+    scaler = getattr(opt, "scaler", None)
     state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "tensors": name,
-             "optimizer": opt_json, "rng": rng_json, **meta}
-    _atomic_write_text(ckpt_dir / "state.json", json.dumps(state, indent=1) + "\n")
+             "optimizer": opt_json, "rng": rng_json,
+             "scaler": scaler.state_dict() if scaler is not None else None, **meta}
+    try:
+        _atomic_save_tensors(ckpt_dir / name, tensors,
+                             metadata={"epoch": str(epoch), "format": str(CHECKPOINT_FORMAT)})
+        _atomic_write_text(ckpt_dir / "state.json", json.dumps(state, indent=1) + "\n")
+    except OSError as exc:
+        previous = _read_epoch(ckpt_dir)
+        if previous != epoch:  # state.json still names the last good one
+            (ckpt_dir / name).unlink(missing_ok=True)
+        kept = (f"the last good checkpoint (epoch {previous}) is intact"
+                if previous is not None else "no earlier checkpoint exists")
+        raise CheckpointWriteError(
+            f"could not write the checkpoint of epoch {epoch} to {ckpt_dir} "
+            f"({type(exc).__name__}: {exc}); {kept}. Free some space, then continue with "
+            "--resume (resume=True)") from exc
+    keep = {name} | {_name(e) for e in keep_epochs}
     for old in ckpt_dir.glob("epoch-*.safetensors"):
-        if old.name != name:
+        if old.name not in keep:
             old.unlink(missing_ok=True)
+
+
+def _name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.safetensors"
+
+
+def _read_epoch(ckpt_dir: Path) -> int | None:
+    try:
+        return int(json.loads((ckpt_dir / "state.json").read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_checkpoint(ckpt_dir: Path) -> dict[str, Any] | None:
@@ -112,10 +147,17 @@ def _read_checkpoint(ckpt_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-def _restore(state: Mapping[str, Any], model: nn.Module, opt: Any, ctx: _Dist) -> None:
+def _restore(state: Mapping[str, Any], model: nn.Module, opt: Any, ctx: _Dist,
+             ema: nn.Module | None = None) -> None:
     tensors = state["_tensors"]
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items()
                            if k.startswith("model/")})
+    if ema is not None:
+        ema_state = {k[len("ema/"):]: v for k, v in tensors.items() if k.startswith("ema/")}
+        ema.load_state_dict(ema_state if ema_state else model.state_dict())
+    scaler = getattr(opt, "scaler", None)
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     osd_json = state["optimizer"]
     opt_state: dict[int, dict[str, Any]] = {}
     for pid, entries in osd_json["state"].items():

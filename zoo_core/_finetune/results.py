@@ -19,6 +19,7 @@ class EpochMetrics:
     lr: float
     seconds: float
     images_per_s: float
+    val_images: int = 0  # validation images evaluated (each exactly once across ranks)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

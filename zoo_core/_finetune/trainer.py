@@ -58,7 +58,9 @@ class _Trainer:
 
     def __init__(self, *, model: nn.Module, kind: str, ctx: _Dist, train_ds: Any, val_ds: Any,
                  batch_size: int, num_workers: int, seed: int, cached: bool,
-                 progress: bool) -> None:
+                 progress: bool, loss_fn: Any = None, mixup: Any = None) -> None:
+        import torch
+
         self.model = model
         self.kind = kind
         self.ctx = ctx
@@ -68,7 +70,14 @@ class _Trainer:
         self.num_workers = num_workers
         self.seed = seed
         self.cached = cached
-        self.progress = progress and ctx.main
+        # live bars on a terminal only: plain epoch lines (printed by the pipeline) in CI
+        self.progress = progress and ctx.main and sys.stderr.isatty()
+        self.loss_fn = loss_fn if loss_fn is not None else torch.nn.CrossEntropyLoss()
+        self.mixup = mixup
+        self.updates = 0  # optimizer steps so far (EMA warmup counts them)
+        self.solver: str | None = None  # "lbfgs": the head is solved, not trained (.probe)
+        self.solver_info: dict[str, Any] = {}
+        self.window_data = False
         self.head_path = model.zoo.head
         self.head = model.get_submodule(self.head_path)
         self.bad: dict[str, str] = {}
@@ -117,26 +126,22 @@ class _Trainer:
             "the frozen backbone will not run again")
         return True
 
-    def wrap(self, sync_bn: bool) -> None:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
+    def wrap(self, opt: Any, sync_bn: bool) -> Any:
+        """Hand the trained module and its optimizer to accelerate (DDP under a launcher,
+        autocast under --precision); returns the accelerated optimizer."""
         target = self.head if self.cached else self.model
         if sync_bn and self.ctx.active:
             if self.ctx.device.type != "cuda":
                 raise InvalidArgumentError("sync_bn=True needs GPUs (SyncBatchNorm does not "
                                            "run on CPU); drop it")
             _sync_batchnorm(self.model)
-        if self.ctx.active:
-            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            # buffers: no per-forward broadcast (trainable BN statistics are averaged per
-            # epoch by _bn_average); newer torch names the switch forward_sync_buffers
-            import inspect
+        self.net, opt = self.ctx.acc.prepare(target, opt)
+        return opt
 
-            sync_kw = ("forward_sync_buffers" if "forward_sync_buffers" in
-                       inspect.signature(DDP.__init__).parameters else "broadcast_buffers")
-            self.net = DDP(target, device_ids=ids, **{sync_kw: False})
-        else:
-            self.net = target
+    def unwrap(self) -> None:
+        """Undo accelerate's wrappers (DDP, the autocast forward) on the returned model."""
+        if self.net is not None:
+            self.ctx.acc.unwrap_model(self.net, keep_fp32_wrapper=False)
 
     def _set_train_mode(self) -> None:
         if self.kind == "linear_probe":
@@ -153,81 +158,151 @@ class _Trainer:
         sampler.set_epoch(epoch)
         return sampler
 
-    def _step(self, opt: Any, logits: Any, y: Any) -> tuple[float, int]:
-        import torch.nn.functional as F
+    def _micro_step(self, opt: Any, x: Any, y: Any, *, last: bool, window_images: int,
+                    ema: Any) -> tuple[float, int, int]:
+        """One micro-batch: forward, scaled backward (gradient sync only on the window's
+        last micro-batch), and at the window's end the optimizer step and EMA update.
+        Each micro-batch's mean loss is weighted by its share of the window's images, so
+        ``accumulate`` micro-batches equal one batch of all of them.
+        ``x is None``: an empty batch (every image failed to decode); under DDP it still
+        joins the gradient all-reduce with a zero gradient."""
+        import contextlib
 
-        loss = F.cross_entropy(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach()) * int(y.shape[0]), int((logits.argmax(1) == y).sum())
+        acc = self.ctx.acc
+        sync = contextlib.nullcontext() if last else acc.no_sync(self.net)
+        loss_sum, correct, n = 0.0, 0, 0
+        with sync:
+            if x is None:
+                if self.ctx.active:
+                    zero = sum(p.sum() for p in self.net.parameters() if p.requires_grad)
+                    acc.backward(zero * 0.0)  # type: ignore[union-attr]
+            else:
+                target = y
+                if self.mixup is not None and len(y) % 2 == 0:
+                    x, target = self.mixup(x, y)
+                elif self.mixup is not None:  # timm's Mixup pairs images: an odd batch
+                    target = self._soft(y)
+                logits = self.net(x)
+                loss = self.loss_fn(logits, target)
+                acc.backward(loss * (len(y) / max(window_images, 1)))
+                n = int(y.shape[0])
+                loss_sum = float(loss.detach()) * n
+                correct = int((logits.detach().argmax(1) == y).sum())
+        if last:
+            self.window_data = self.window_data or n > 0
+            if self.window_data or self.ctx.active:
+                opt.step()
+                self.updates += 1
+                if ema is not None:
+                    ema.update(self.model, step=self.updates)
+            opt.zero_grad(set_to_none=True)
+            self.window_data = False
+        else:
+            self.window_data = self.window_data or n > 0
+        return loss_sum, correct, n
 
-    def _empty_step(self, opt: Any) -> None:
-        """A batch whose images all failed to decode. In a distributed run every rank
-        must join every gradient all-reduce and apply the same update: contribute a zero
-        gradient and step with the others."""
-        if not self.ctx.active:
-            return
-        loss = sum(p.sum() for p in self.net.parameters() if p.requires_grad) * 0.0
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        opt.step()
+    def _soft(self, y: Any) -> Any:
+        from timm.data.mixup import one_hot
 
-    def train_epoch(self, opt: Any, epoch: int, epochs: int) -> tuple[float, float, int]:
+        off = self.mixup.label_smoothing / self.mixup.num_classes
+        return one_hot(y, self.mixup.num_classes, on_value=1.0 - self.mixup.label_smoothing
+                       + off, off_value=off)
+
+    def train_epoch(self, opt: Any, epoch: int, epochs: int, *, accumulate: int = 1,
+                    ema: Any = None) -> tuple[float, float, int]:
         import torch
         from tqdm import tqdm
 
         ctx = self.ctx
         self._set_train_mode()
         loss_sum, correct, seen = 0.0, 0, 0
-        desc = f"epoch {epoch}/{epochs}"
+        self.window_data = False
         if self.cached:
             order = list(self._sampler(len(self.train_ds), epoch))
-            chunks = [order[i:i + self.local_bs] for i in range(0, len(order), self.local_bs)]
-            for chunk in tqdm(chunks, desc=desc, leave=False, disable=not self.progress,
-                              file=sys.stderr):
-                idx = torch.tensor(chunk, dtype=torch.long)
-                idx = idx[self.train_valid[idx]]
-                if len(idx) == 0:
-                    self._empty_step(opt)
-                    continue
-                dev_idx = idx.to(ctx.device)
-                logits = self.net(self.train_feats[dev_idx])
-                ls, c = self._step(opt, logits, self.train_labels[dev_idx])
-                loss_sum, correct, seen = loss_sum + ls, correct + c, seen + len(idx)
+            batches: Any = [order[i:i + self.local_bs]
+                            for i in range(0, len(order), self.local_bs)]
         else:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 101 + ctx.rank)
-            loader = _loader(self.train_ds, None, self.local_bs, self.num_workers,
-                             sampler=self._sampler(len(self.train_ds), epoch), generator=gen,
-                             pin=ctx.device.type == "cuda")
-            for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress,
-                              file=sys.stderr):
-                self._note_bad(batch.bad)
-                if batch.x is None:
-                    self._empty_step(opt)
-                    continue
-                x = batch.x.to(ctx.device, non_blocking=True)
-                y = batch.y.to(ctx.device, non_blocking=True)
-                ls, c = self._step(opt, self.net(x), y)
-                loss_sum, correct, seen = loss_sum + ls, correct + c, seen + len(y)
+            batches = _loader(self.train_ds, None, self.local_bs, self.num_workers,
+                              sampler=self._sampler(len(self.train_ds), epoch), generator=gen,
+                              pin=ctx.device.type == "cuda")
+        total = len(batches)
+        n_order = len(self._sampler(len(self.train_ds), epoch))
+        sizes = [min(self.local_bs, n_order - i) for i in range(0, n_order, self.local_bs)]
+        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
+                   disable=not self.progress, dynamic_ncols=True)
+        for i, item in enumerate(bar):
+            window_start = i - i % accumulate
+            window = min(accumulate, total - window_start)
+            last = i == window_start + window - 1
+            x = y = None
+            if self.cached:
+                idx = torch.tensor(item, dtype=torch.long)
+                idx = idx[self.train_valid[idx]]
+                if len(idx):
+                    dev_idx = idx.to(ctx.device)
+                    x, y = self.train_feats[dev_idx], self.train_labels[dev_idx]
+            else:
+                self._note_bad(item.bad)
+                if item.x is not None:
+                    x = item.x.to(ctx.device, non_blocking=True)
+                    y = item.y.to(ctx.device, non_blocking=True)
+            ls, c, n = self._micro_step(opt, x, y, last=last, ema=ema,
+                                        window_images=sum(
+                                            sizes[window_start:window_start + window]))
+            loss_sum, correct, seen = loss_sum + ls, correct + c, seen + n
+            if seen and self.progress and (last or i == total - 1):
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                                refresh=False)
+        bar.close()
         _bn_average(self.model, ctx)
         return self._reduce(loss_sum, correct, seen)
 
-    def evaluate(self) -> tuple[float, float, int]:
+    def solve(self) -> tuple[float, float, int]:
+        """The head as a cross-validated logistic regression on the cached training
+        features (:mod:`.probe`): fitted on rank 0, copied to the others. Returns the
+        training loss, accuracy and image count of the solved head."""
+        import torch
+        import torch.nn.functional as F
+
+        from zoo_core._finetune.probe import solve_head
+
+        ctx = self.ctx
+        rows = self.train_valid.nonzero().flatten().to(ctx.device)
+        x, y = self.train_feats[rows], self.train_labels[rows]
+        info = solve_head(self.head, x, y, seed=self.seed) if ctx.main else None
+        if ctx.active:
+            state = ctx.broadcast({k: v.cpu() for k, v in self.head.state_dict().items()}
+                                  if ctx.main else None)
+            self.head.load_state_dict(state)
+            info = ctx.broadcast(info)
+        self.solver_info = dict(info or {})
+        with torch.no_grad():
+            logits = self.head(x)
+            loss = float(F.cross_entropy(logits, y))
+            acc = float((logits.argmax(1) == y).double().mean()) if len(y) else 0.0
+        return loss, acc, len(y)
+
+    def evaluate(self, model: Any = None) -> tuple[float, float, int]:
+        """Validation loss, accuracy and image count, every image exactly once across
+        ranks (``val_local`` is a strided shard). ``model``: evaluate these weights (the
+        EMA copy) instead of the trained ones."""
         import torch
         import torch.nn.functional as F
 
         ctx = self.ctx
+        model = self.model if model is None else model
+        head = model.get_submodule(self.head_path)
         loss_sum, correct, seen = 0.0, 0, 0
-        was = self.model.training
-        self.model.eval()
-        with torch.no_grad():
+        was = model.training
+        model.eval()
+        with torch.no_grad(), ctx.acc.autocast():
             if self.cached:
                 idx = torch.tensor(self.val_local, dtype=torch.long)
                 idx = idx[self.val_valid[idx]] if len(idx) else idx
                 for i in range(0, len(idx), 1024):
                     part = idx[i:i + 1024].to(ctx.device)
-                    logits = self.head(self.val_feats[part])
+                    logits = head(self.val_feats[part]).float()
                     y = self.val_labels[part]
                     loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                     correct += int((logits.argmax(1) == y).sum())
@@ -239,12 +314,12 @@ class _Trainer:
                     self._note_bad(batch.bad)
                     if batch.x is None:
                         continue
-                    logits = self.model(batch.x.to(ctx.device, non_blocking=True))
+                    logits = model(batch.x.to(ctx.device, non_blocking=True)).float()
                     y = batch.y.to(ctx.device)
                     loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                     correct += int((logits.argmax(1) == y).sum())
                     seen += len(y)
-        self.model.train(was)
+        model.train(was)
         return self._reduce(loss_sum, correct, seen)
 
     def _reduce(self, loss_sum: float, correct: int, seen: int) -> tuple[float, float, int]:

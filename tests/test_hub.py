@@ -332,7 +332,7 @@ def test_save_pretrained_atomic_fresh_card_and_no_temp_dirs(tmp_path, monkeypatc
                                                      "model.safetensors"]
     first = (out / "README.md").read_text()
     meta = card_meta(first)
-    assert meta["library_name"] == "zoo_core" and meta["license"] == "bsd-3-clause"
+    assert meta["library_name"] == "zoo_core" and meta["license"] == "apache-2.0"  # glyphs weights
     assert "accuracy" in first and "toys" in first and "pretrained" not in meta.get("tags", [])
     config_text = (out / "config.json").read_text()
     assert config_text == json.dumps(json.loads(config_text), indent=2, sort_keys=True) + "\n"

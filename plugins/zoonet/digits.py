@@ -3,8 +3,8 @@
 ``sklearn.datasets.load_digits`` ships 1797 grey 8x8 images (17 grey levels, 0..16)
 inside the scikit-learn package, so nothing is downloaded. zoo_core uses it twice:
 
-- **source** split, digits 0-4: pretraining of the zoonet backbones
-  (``scripts/pretrain_zoonet.py``, weights tag ``digits04``);
+- **source** split, digits 0-4: pretraining data of the older zoonet weights tag
+  ``digits04`` (the default tag, ``glyphs``, saw no digits at all, see :mod:`.glyphs`);
 - **target** split, digits 5-9: the transfer-learning task (few images per class),
   exported as an ImageFolder tree by :func:`export_imagefolder`.
 
@@ -81,7 +81,7 @@ def source_target_split() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
 def source_train_val(
     val_fraction: float = 0.2, seed: int = 0
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The pretraining data: digits 0-4 split into ``{"train": (images, labels), "val": ...}``.
+    """digits04 pretraining data: digits 0-4 as ``{"train": (images, labels), "val": ...}``.
 
     Labels are class indices 0-4 (equal to the digit). This is the split the shipped
     ``digits04`` weights were trained and validated on.

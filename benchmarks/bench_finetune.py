@@ -7,7 +7,9 @@
    5 epochs, >= 12x at 20 epochs.
 2. finetune throughput (training images/s of the training loop) vs a plain hand-written
    PyTorch loop: torchvision ``ImageFolder`` + ``DataLoader`` + AdamW + cross entropy on
-   the same model, data and timm preprocessing. Target: >= 0.95x.
+   the same model, data and timm preprocessing. Target: >= 0.95x (fp32).
+3. bf16 vs fp32 on CPU (accelerate's autocast): finetune throughput ratio and the
+   difference in validation accuracy after the same epochs.
 
 Model: timm ``resnet18`` with random weights saved to a temporary safetensors file
 (loaded through ``weights=PATH``, as pretrained weights would be). Data: synthetic
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", default="1,5,20")
     parser.add_argument("--repeats", type=int, default=2,
                         help="throughput: alternate runs, keep each side's best")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--bf16-epochs", type=int, default=2)
     args = parser.parse_args(argv)
     n = args.images or (256 if args.quick else 1024)
     epochs_list = [int(e) for e in args.epochs.split(",")]
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         make_weights(root / "resnet18.safetensors")
         common = dict(weights=str(root / "resnet18.safetensors"), input_size=args.size,
                       batch_size=args.batch_size, out=None, progress=False, verbose=False,
-                      seed=0)
+                      seed=0, threads=args.threads)
         data = root / "data"
 
         probe_rows = []
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             for cache in (True, False):
                 started = time.perf_counter()
                 _, res = finetune("resnet18", data, strategy="linear_probe", epochs=e,
-                                  cache_features=cache, **common)
+                                  cache_features=cache, probe_solver="sgd", **common)
                 times[cache] = time.perf_counter() - started
                 assert res.feature_cache == cache
             probe_rows.append((e, times[True], times[False], res.num_train, res.num_val))
@@ -147,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
             ours.append(res.history[0].images_per_s)
             print(f"  finetune throughput: zoo_core {ours[-1]:.1f} img/s, plain loop "
                   f"{plain[-1]:.1f} img/s", flush=True)
+
+        prec = {}
+        for precision in ("32", "bf16"):
+            _, res = finetune("resnet18", data, strategy="finetune", epochs=args.bf16_epochs,
+                              lr=1e-3, precision=precision, **common)
+            prec[precision] = (max(m.images_per_s for m in res.history), res.final_val_acc)
+            print(f"  finetune {precision:>4}: {prec[precision][0]:.1f} img/s, val acc "
+                  f"{prec[precision][1]:.3f}", flush=True)
 
     targets = {5: 4.0, 20: 12.0}
     print()
@@ -169,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.repeats}): zoo_core {best_ours:.1f} img/s vs plain PyTorch loop "
           f"{best_plain:.1f} img/s = {ratio:.2f}x (target >= 0.95x "
           f"{'ok' if ratio >= 0.95 else 'MISSED'})")
+    (ips32, acc32), (ips16, acc16) = prec["32"], prec["bf16"]
+    print(f"bf16 vs fp32 on CPU, finetune {args.bf16_epochs} epoch(s): {ips16:.1f} vs "
+          f"{ips32:.1f} img/s = {ips16 / ips32:.2f}x; val acc {acc16:.3f} vs {acc32:.3f} "
+          f"({acc16 - acc32:+.3f})")
     return 0 if ok else 1
 
 

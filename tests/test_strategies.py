@@ -123,8 +123,8 @@ def test_pretrained_strategy_without_weights_refuses() -> None:
 
 @pytest.mark.parametrize(
     ("samples", "similarity", "expected"),
-    [(20_000, 0.9, "linear_probe"), (100, 0.9, "linear_probe"), (20_000, 0.1, "scratch"),
-     (None, None, "linear_probe")],
+    [(20_000, 0.9, "finetune"), (100, 0.9, "linear_probe"), (20_000, 0.1, "scratch"),
+     (None, None, "linear_probe"), (50, 0.1, "finetune")],
 )
 def test_auto_table(samples: int | None, similarity: float | None, expected: str) -> None:
     model = zoo_core.build_model("zoonet_s", 10, "auto", num_train_samples=samples,
@@ -133,12 +133,11 @@ def test_auto_table(samples: int | None, similarity: float | None, expected: str
     assert model.zoo.strategy_reason
 
 
-def test_auto_scarce_and_dissimilar_is_not_recommended() -> None:
-    with pytest.raises(zoo_core.TransferNotRecommendedError) as err:
-        zoo_core.build_model("zoonet_s", 10, "auto", num_train_samples=50, similarity=0.1)
-    text = str(err.value)
-    assert "transfer learning not recommended" in text
-    assert "5 images per class" in text and "0.10" in text and "strategy=" in text
+def test_auto_hint_never_refuses_on_similarity_alone() -> None:
+    model = zoo_core.build_model("zoonet_s", 10, "auto", num_train_samples=50, similarity=0.1)
+    text = model.zoo.strategy_reason
+    assert model.zoo.strategy == "finetune"
+    assert "5 images per class" in text and "0.10" in text and "no reason to refuse" in text
 
 
 def test_auto_without_weights_trains_from_scratch() -> None:

@@ -1,4 +1,4 @@
-"""zoonet: the project's own backbones, their shipped digits04 weights, the embedded dataset."""
+"""zoonet: the project's own backbones, their shipped weights (glyphs, digits04), the digits."""
 
 from __future__ import annotations
 
@@ -9,18 +9,22 @@ import importlib.resources
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from torch import nn
 
 import zoo_core_plugins.zoonet as zoonet
 from zoo_core import BackboneSpec
-from zoo_core_plugins.zoonet import digits
+from zoo_core_plugins.zoonet import digits, glyphs
 
 SPECS = {s.name: s for s in zoonet.backbone_specs()}
 NAMES = ["zoonet_s", "zoonet_m"]
+TAGS = ["glyphs", "digits04"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _build(spec: BackboneSpec, num_classes: int) -> nn.Module:
@@ -28,8 +32,8 @@ def _build(spec: BackboneSpec, num_classes: int) -> nn.Module:
     return getattr(importlib.import_module(mod), fn)(num_classes=num_classes)
 
 
-def _weights_path(spec: BackboneSpec):
-    w = spec.weights_tag("default")
+def _weights_path(spec: BackboneSpec, tag: str = "default"):
+    w = spec.weights_tag(tag)
     prefix = "pkg:zoo_core_plugins/"
     assert w is not None and w.source.startswith(prefix)
     return importlib.resources.files("zoo_core_plugins").joinpath(w.source[len(prefix) :])
@@ -42,13 +46,18 @@ def test_hook_registers_both_specs():
     for s in got:
         assert isinstance(s, BackboneSpec)
         assert s.head == "head" and s.stages == ("stem", "stages.0", "stages.1", "stages.2")
-        assert s.default_weights == "digits04"
+        assert s.default_weights == "glyphs"
         w = s.weights_tag("default")
-        assert w.num_classes == 5 and w.label_names == ("0", "1", "2", "3", "4")
+        assert w.tag == "glyphs" and w.num_classes == len(glyphs.PRETRAIN_CLASSES) == 546
+        assert w.label_names == zoonet.GLYPH_LABELS == glyphs.PRETRAIN_CLASSES
         assert len(w.sha256) == 64 and int(w.sha256, 16) >= 0
         assert s.data_config.input_size == (3, 32, 32)
         assert s.data_config.first_conv == "stem.0"
-        assert s.data_config.mean == (zoonet.DIGITS_MEAN,) * 3
+        assert s.data_config.mean == (zoonet.GLYPHS_MEAN,) * 3
+        assert s.data_config.std == (zoonet.GLYPHS_STD,) * 3
+        old = s.weights_tag("digits04")  # the older tag stays loadable, with its own stats
+        assert old.num_classes == 5 and old.label_names == ("0", "1", "2", "3", "4")
+        assert old.data_config.mean == (zoonet.DIGITS_MEAN,) * 3
 
 
 def test_entry_point_declared():
@@ -109,35 +118,60 @@ def test_init_like_timm():
     assert torch.all(model.head.bias == 0) and model.head.weight.std() < 0.02
 
 
+@pytest.mark.parametrize("tag", TAGS)
 @pytest.mark.parametrize("name", NAMES)
-def test_shipped_weights_pinned_and_load_strictly(name):
+def test_shipped_weights_pinned_and_load_strictly(name, tag):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     spec = SPECS[name]
-    w = spec.weights_tag("digits04")
-    path = _weights_path(spec)
+    w = spec.weights_tag(tag)
+    path = _weights_path(spec, tag)
     data = path.read_bytes()
     assert hashlib.sha256(data).hexdigest() == w.sha256
     model = _build(spec, num_classes=w.num_classes)
     model.load_state_dict(load_file(str(path)), strict=True)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
-    assert meta["arch"] == name and meta["tag"] == "digits04"
+    assert meta["arch"] == name and meta["tag"] == tag
     assert json.loads(meta["label_names"]) == list(w.label_names)
-    assert float(meta["source_val_accuracy"]) >= 0.97
+    assert float(meta["source_val_accuracy"]) >= (0.3 if tag == "glyphs" else 0.97)
+    if tag == "glyphs":  # the data config is the pretraining pixels' statistics
+        assert json.loads(meta["mean"]) == list(spec.data_config.mean)
+        assert json.loads(meta["std"]) == list(spec.data_config.std)
+
+
+def test_registry_toml_pins_match_the_plugin():
+    """registry.toml mirrors the plugin's pins: same sources, sha256 and class counts."""
+    table = tomllib.loads((REPO / "registry.toml").read_text())["weights"]
+    for name in NAMES:
+        for tag in TAGS:
+            w = SPECS[name].weights_tag(tag)
+            pin = table[name][tag]
+            assert pin["source"] == w.source == zoonet.weights_source(name, tag)
+            assert pin["sha256"] == w.sha256 and pin["num_classes"] == w.num_classes
+    assert zoonet.weights_source("zoonet_s").endswith("zoonet_s-glyphs.safetensors")
+
+
+def test_zoonet_s_weights_are_small():
+    assert _weights_path(SPECS["zoonet_s"], "glyphs").stat().st_size < 1_000_000
+
+
+def _normalised(rgb: np.ndarray, config) -> torch.Tensor:
+    x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(config.mean).view(1, 3, 1, 1)
+    std = torch.tensor(config.std).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def _source_val_tensors():
     images, labels = digits.source_train_val()["val"]
-    x = torch.from_numpy(digits.to_rgb_array(images)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(zoonet.DATA_CONFIG.mean).view(1, 3, 1, 1)
-    std = torch.tensor(zoonet.DATA_CONFIG.std).view(1, 3, 1, 1)
-    return (x - mean) / std, torch.from_numpy(np.asarray(labels))
+    x = _normalised(digits.to_rgb_array(images), zoonet.DIGITS04_DATA_CONFIG)
+    return x, torch.from_numpy(np.asarray(labels))
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_pretrained_weights_classify_source_val(name):
+def test_digits04_weights_classify_source_val(name):
     from safetensors.torch import load_file
 
     spec = SPECS[name]
@@ -146,11 +180,52 @@ def test_pretrained_weights_classify_source_val(name):
     model.eval()
     with torch.no_grad():
         random_acc = (model(x).argmax(1) == y).float().mean().item()
-        model.load_state_dict(load_file(str(_weights_path(spec))), strict=True)
+        model.load_state_dict(load_file(str(_weights_path(spec, "digits04"))), strict=True)
         acc = (model(x).argmax(1) == y).float().mean().item()
     assert len(y) == 180
     assert acc >= 0.95, acc
     assert random_acc < 0.6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_glyphs_weights_classify_held_back_renders(name):
+    """The validation renders of the pretraining script (stream 1), for every 8th class."""
+    from safetensors.torch import load_file
+
+    spec = SPECS[name]
+    classes = glyphs.PRETRAIN_CLASSES[::8]
+    images, _ = glyphs.render_set(classes, 2, seed=0, stream=1)
+    y = torch.tensor([glyphs.PRETRAIN_CLASSES.index(c) for c in classes]).repeat_interleave(2)
+    x = _normalised(glyphs.to_rgb_array(images), spec.data_config)
+    model = _build(spec, num_classes=546)
+    model.load_state_dict(load_file(str(_weights_path(spec, "glyphs"))), strict=True)
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    assert acc >= 0.3, acc  # chance: 1/546 (zoonet_s 0.72, zoonet_m 0.40 on all val renders)
+
+
+def test_glyph_pixel_stats_match_the_data_config():
+    """A sample of the pretraining pixels; the script checks all of them to 1e-4."""
+    images, _ = glyphs.render_set(glyphs.PRETRAIN_CLASSES[::6], 16, seed=0)
+    mean, std = glyphs.channel_stats(images)
+    assert abs(mean - zoonet.GLYPHS_MEAN) < 0.02 and abs(std - zoonet.GLYPHS_STD) < 0.02
+
+
+@pytest.mark.slow
+def test_pretrain_script_is_byte_reproducible(tmp_path):
+    """Two short runs of scripts/pretrain_zoonet.py write byte-identical files."""
+    argv = [
+        sys.executable, str(REPO / "scripts" / "pretrain_zoonet.py"), "--models", "zoonet_s",
+        "--per-class", "2", "--val-per-class", "1", "--epochs", "0.5", "--min-val-acc", "0",
+        "--allow-stats-mismatch",
+    ]  # fmt: skip
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        subprocess.run([*argv, "--out-dir", str(out)], check=True, capture_output=True)
+        digests.append(hashlib.sha256((out / "zoonet_s-glyphs.safetensors").read_bytes()).digest())
+    assert digests[0] == digests[1]
 
 
 def test_source_and_target_are_disjoint():

@@ -51,7 +51,7 @@ def build_model(
     >>> import zoo_core
     >>> model = zoo_core.build_model("zoonet_s", num_classes=3, strategy="linear_probe")
     >>> model.zoo.strategy, model.zoo.weights_tag, model.head.out_features
-    ('linear_probe', 'digits04', 3)
+    ('linear_probe', 'glyphs', 3)
     >>> sorted({n.split(".")[0] for n in model.zoo.trainable})
     ['head']
     """

@@ -39,7 +39,13 @@ class AutoThresholds:
     """Where the transfer-learning table draws its lines."""
 
     plenty_per_class: int = 100
-    high_similarity: float = 0.5
+    high_similarity: float = 0.5  # for a similarity *hint* (build_model), not a measurement
+    # measured auto (zoo finetune), see zoo_core/_decide.py and README "How auto decides"
+    learnable_margin: float = 0.10
+    similar_gain: float = 0.05
+    frozen_enough: float = 0.97
+    pilot_fraction: float = 0.25
+    pilot_min_per_class: int = 50
 
 
 @dataclass(frozen=True)
@@ -242,11 +248,12 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
     auto = data.get("auto", {})
     expect(("auto",), auto, dict, "a table")
     for key, value in auto.items():
-        if key == "plenty_per_class":
+        if key in ("plenty_per_class", "pilot_min_per_class"):
             expect(("auto", key), value, int, "a positive integer")
             if value < 1:
                 raise fail(("auto", key), "must be >= 1")
-        elif key == "high_similarity":
+        elif key in ("high_similarity", "frozen_enough", "pilot_fraction", "learnable_margin",
+                     "similar_gain"):
             expect(("auto", key), value, (int, float), "a number in [0, 1]")
             if not 0 <= value <= 1:
                 raise fail(("auto", key), "must be within [0, 1]")
@@ -357,7 +364,9 @@ def _to_catalog(data: Mapping[str, Any], files: tuple[str, ...]) -> Catalog:
         default_strategy=data.get("defaults", {}).get("strategy", "auto"),
         auto=AutoThresholds(
             plenty_per_class=auto.get("plenty_per_class", AutoThresholds.plenty_per_class),
-            high_similarity=float(auto.get("high_similarity", AutoThresholds.high_similarity)),
+            **{k: float(auto[k]) for k in ("high_similarity", "learnable_margin", "similar_gain",
+                                           "frozen_enough", "pilot_fraction") if k in auto},
+            **{k: int(auto[k]) for k in ("pilot_min_per_class",) if k in auto},
         ),
         allow=tuple(plugins.get("allow", ())),
         deny=tuple(plugins.get("deny", ())),

@@ -1,9 +1,15 @@
-"""Transfer-learning strategies: the decision table and the freeze recipes.
+"""Transfer-learning strategies: the table for hints, and the freeze recipes.
+
+:func:`decide_strategy` applies the table to *hints* (a similarity the caller states), as
+``build_model(..., "auto", num_train_samples=, similarity=)`` does; ``zoo finetune``
+measures instead (:mod:`zoo_core._decide`). Both follow the measured table, not the
+seed's literal one: plenty of similar data wants ``finetune``, and a low similarity alone
+never refuses (a pretrained init still trains better than scratch on little data).
 
 | target data \\ similarity | high          | low                                  |
 |--------------------------|---------------|--------------------------------------|
-| plenty                   | linear_probe  | scratch (keep the architecture only) |
-| scarce                   | linear_probe  | transfer learning not recommended    |
+| plenty                   | finetune      | scratch (keep the architecture only) |
+| scarce                   | linear_probe  | finetune                             |
 
 "Frozen" means ``requires_grad=False`` (so an optimizer step leaves it alone), BatchNorm
 running statistics that never change even in ``model.train()``, and absence from
@@ -17,24 +23,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zoo_core._config import AutoThresholds
-from zoo_core.errors import InvalidArgumentError, StrategyError, TransferNotRecommendedError
+from zoo_core.errors import InvalidArgumentError, StrategyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 __all__ = ["Strategy", "apply_strategy", "decide_strategy", "param_groups", "parse_strategy"]
 
-NAMES = ("auto", "linear_probe", "finetune", "partial:K", "scratch")
+NAMES = ("auto", "linear_probe", "finetune", "partial:K", "lp_ft", "scratch")
 
 
 @dataclass(frozen=True)
 class Strategy:
-    kind: str  # auto | linear_probe | finetune | partial | scratch
+    kind: str  # auto | linear_probe | finetune | partial | lp_ft | scratch
     k: int | None = None
 
     @property
     def needs_pretrained(self) -> bool:
-        return self.kind in ("linear_probe", "finetune", "partial")
+        return self.kind in ("linear_probe", "finetune", "partial", "lp_ft")
 
     def __str__(self) -> str:
         return f"partial:{self.k}" if self.kind == "partial" else self.kind
@@ -52,7 +58,7 @@ def parse_strategy(value: str | Strategy) -> Strategy:
         raise InvalidArgumentError(f"strategy must be a string such as 'linear_probe', "
                                    f"got {type(value).__name__}")
     text = value.strip()
-    if text in ("auto", "linear_probe", "finetune", "scratch"):
+    if text in ("auto", "linear_probe", "finetune", "lp_ft", "scratch"):
         return Strategy(text)
     match = re.fullmatch(r"partial:(\d+)", text)
     if match:
@@ -74,8 +80,8 @@ def decide_strategy(
     """Apply the transfer-learning table; return ``(strategy, reason)``.
 
     ``similarity`` in [0, 1] measures how close the target data is to the pretraining
-    data (``zoo finetune`` measures it; here it is a hint). Scarce and dissimilar data
-    raises :class:`TransferNotRecommendedError`.
+    data (``zoo finetune`` measures instead; here it is a hint). A hint never refuses:
+    only measured data with nothing to learn does.
 
     >>> decide_strategy(has_pretrained=True, num_train_samples=50_000, num_classes=10,
     ...                 similarity=0.1)[0]
@@ -83,6 +89,9 @@ def decide_strategy(
     >>> decide_strategy(has_pretrained=True, num_train_samples=200, num_classes=10,
     ...                 similarity=0.9)[0]
     'linear_probe'
+    >>> decide_strategy(has_pretrained=True, num_train_samples=50, num_classes=10,
+    ...                 similarity=0.1)[0]
+    'finetune'
     """
     t = thresholds or AutoThresholds()
     if similarity is not None and not (0.0 <= float(similarity) <= 1.0):
@@ -113,17 +122,18 @@ def decide_strategy(
     similar = similarity >= t.high_similarity
     sim = (f"similarity {similarity:.2f} ({'high' if similar else 'low'}: threshold "
            f"{t.high_similarity})")
-    if similar:
+    plenty = per_class is not None and per_class >= t.plenty_per_class
+    if similar and not plenty:
         return "linear_probe", f"{sim}, {size}: freeze the backbone and train a new head"
-    if per_class is not None and per_class >= t.plenty_per_class:
+    if similar:
+        return "finetune", (f"{sim}, {size}: with plenty of similar data, fine-tuning "
+                            "everything beats a frozen backbone")
+    if plenty:
         return "scratch", (f"{sim}, {size}: pretrained features do not fit this data, and "
                            "there is enough of it to train the architecture from scratch")
-    raise TransferNotRecommendedError(
-        f"transfer learning not recommended: {sim}, {size}. Pretrained features do not fit "
-        "this data and there is too little of it to train from scratch. Collect more data, "
-        "or override by choosing a strategy explicitly (strategy='finetune', 'partial:K' or "
-        "'scratch')."
-    )
+    return "finetune", (f"{sim}, {size}: a low similarity alone is no reason to refuse; a "
+                        "pretrained init still trains better than scratch on little data "
+                        "(zoo finetune measures whether there is anything to learn)")
 
 
 # -- applying a strategy to a built model ----------------------------------------------
@@ -204,7 +214,9 @@ def apply_strategy(model: nn.Module, strategy: Strategy, *, head: str,
                 f"({', '.join(stages)}); use partial:1..partial:{n}, or finetune"
             )
     groups = _groups(model, head, stages)
-    if strategy.kind in ("finetune", "scratch"):
+    # lp_ft: everything trains; zoo finetune first trains the head alone on cached
+    # features (its first phase), then this model as a whole
+    if strategy.kind in ("finetune", "lp_ft", "scratch"):
         trainable_groups = set(range(-2, n + 1))
     elif strategy.kind == "linear_probe":
         trainable_groups = {-1}

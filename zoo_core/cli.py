@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zoo_core._cache_admin import add_cli as add_cache_cli
+from zoo_core._evaluate import add_cli as add_evaluate_cli
 from zoo_core._finetune import add_cli as add_finetune_cli
 from zoo_core._hub import add_cli as add_hub_cli
 from zoo_core.errors import ZooError
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_hub_cli(sub)  # zoo push DIR REPO_ID
     add_cache_cli(sub)  # zoo cache verify | clean
     add_finetune_cli(sub)  # zoo finetune [MODEL] --data DIR ...
+    add_evaluate_cli(sub)  # zoo eval MODEL --data DIR, zoo predict MODEL IMAGE...
     return parser
 
 

@@ -22,10 +22,7 @@ numpy and Pillow are imported here; scikit-learn only when the data is loaded; t
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from zoo_core._data import stratified_split  # one split rule for every dataset
+from zoo_core_plugins.zoonet._imagefolder import check_split_names, export_tree
 
 SOURCE_CLASSES: tuple[int, ...] = (0, 1, 2, 3, 4)
 TARGET_CLASSES: tuple[int, ...] = (5, 6, 7, 8, 9)
@@ -156,13 +154,6 @@ def _plan(
     return plan
 
 
-def _read_marker(root: Path) -> dict | None:
-    try:
-        return json.loads((root / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def export_imagefolder(
     out_dir: str | os.PathLike[str],
     *,
@@ -189,13 +180,10 @@ def export_imagefolder(
     never half written. An existing non-empty ``out_dir`` without our marker is refused.
     Returns ``out_dir`` as a :class:`~pathlib.Path`.
     """
-    root = Path(out_dir)
-    split = tuple(str(s) for s in ([split] if isinstance(split, str) else split))
+    split = check_split_names(split)
     classes = [int(c) for c in classes]
     if size < 1:
         raise ValueError(f"size must be positive, got {size!r}")
-    if len(set(split)) != len(split) or any(not s or "/" in s or s.startswith(".") for s in split):
-        raise ValueError(f"bad split folder names {split!r}")
     plan = _plan(classes, per_class, seed, split, val_fraction)
     params = {
         "format": _FORMAT,
@@ -212,52 +200,13 @@ def export_imagefolder(
         counts={s: {str(c): len(v) for c, v in per.items()} for s, per in plan.items()},
     )
 
-    if _read_marker(root) == marker:
-        return root
-    if root.exists():
-        if not root.is_dir():
-            raise FileExistsError(f"{root} exists and is not a directory")
-        if any(root.iterdir()) and _read_marker(root) is None:
-            raise FileExistsError(
-                f"{root} is not empty and was not written by export_imagefolder; "
-                "refusing to overwrite it"
-            )
-
-    images, _ = _load()
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+    def write(tmp: Path) -> None:
+        images, _ = _load()
         for s, per in plan.items():
             for c, positions in per.items():
                 d = tmp / s / str(c)
                 d.mkdir(parents=True)
                 for p in positions:
                     to_pil(images[p], size).save(d / f"digits_{p:04d}.png", format="PNG")
-        (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
-        _swap_into_place(tmp, root, marker)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
-
-def _swap_into_place(tmp: Path, root: Path, marker: dict) -> None:
-    """Rename the finished ``tmp`` tree to ``root``, replacing an older export."""
-    old = None
-    if root.exists():
-        if _read_marker(root) == marker:  # a concurrent writer finished first
-            return
-        old = root.with_name(f".{root.name}.old-{os.getpid()}-{tmp.name[-8:]}")
-        if any(root.iterdir()):
-            os.replace(root, old)
-        else:
-            root.rmdir()
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        # someone else put a tree there in the meantime; keep it if it is the same export
-        if _read_marker(root) != marker:
-            raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    return export_tree(out_dir, MARKER, marker, write)

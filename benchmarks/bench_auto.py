@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Does ``auto`` pick well? Every strategy and ``auto`` on a suite of offline tasks.
+
+    python benchmarks/bench_auto.py                       # the whole suite, 2 seeds
+    python benchmarks/bench_auto.py --part heldout        # only the held-out tasks
+    python benchmarks/bench_auto.py --json out.json       # also keep every figure
+    python benchmarks/bench_auto.py --replay out.json     # re-score a saved run's measurements
+                                                          # with the current [auto] thresholds
+
+Tasks are embedded (``zoo_core._embedded``): scikit-learn digits, glyph classes held out of
+the zoonet pretraining, procedural textures, band-passed noise, and random labels; scarce
+(10 images per class) and plenty (100+). The suite is split once, by task, into a
+**tuning** part (the [auto] thresholds in registry.toml were chosen looking at it) and a
+**held-out** part (never looked at while tuning); each part is reported on its own.
+
+For each task and seed every strategy trains with the same seed and epochs, ``auto``
+measures (and pilots, where it does) and is scored with the accuracy of the strategy it
+chose. A hit: within 2 points of the best strategy, or a refusal where no strategy beats
+chance by 10 points. Reported per part: hits, mean points lost against the best, refusals
+where the best beat chance by 20+ points, and auto's cost (its measurement + pilot time)
+as a fraction of training every strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# (task, training images per class, epochs); plenty tasks train fewer epochs (more steps each)
+TUNING = (
+    ("digits5-9", 10, 30),
+    ("textures", 10, 30),
+    ("random-labels", 10, 30),
+    ("glyphs-heldout", 10, 30),
+    ("digits5-9", None, 10),
+    ("noise-bands", 100, 10),
+)
+HELDOUT = (
+    ("digits0-4", 10, 30),
+    ("noise-bands", 10, 30),
+    ("random-labels", 5, 30),
+    ("textures", 100, 10),
+    ("digits0-4", None, 10),
+    ("glyphs-heldout", 100, 10),
+)
+VAL_PER_CLASS = 30
+STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
+
+
+def summarise(rows: list[dict]) -> dict:
+    from zoo_core._finetune.compare import score_auto
+
+    lost, wrong_refusals, hits = [], 0, 0
+    auto_s = sum(r["auto_seconds"] for r in rows)
+    all_s = sum(sum(r["seconds"].values()) for r in rows)
+    chosen_s = sum(r["seconds"].get(r["auto"], 0.0) for r in rows)
+    for r in rows:
+        best = max(r["accuracy"].values())
+        hit = score_auto(r["auto"], r["accuracy"], r["chance"])
+        hits += hit
+        if r["auto"] == "refused":
+            lost.append(0.0 if hit else best - r["chance"])
+            wrong_refusals += best - r["chance"] >= 0.20
+        else:
+            lost.append(best - r["accuracy"][r["auto"]])
+    return {"task_seeds": len(rows), "hits": hits, "hit_rate": hits / len(rows),
+            "mean_points_lost": 100 * statistics.fmean(lost), "max_points_lost":
+            100 * max(lost), "wrong_refusals_20": wrong_refusals,
+            "decision_cost_fraction": auto_s / all_s,
+            "decision_plus_run_fraction": (auto_s + chosen_s) / all_s}
+
+
+def print_rows(rows: list[dict], title: str) -> None:
+    print(f"\n## {title}")
+    head = " ".join(f"{s:>12}" for s in STRATEGIES)
+    print(f"{'task':<16} {'pc':>4} {'seed':>4} {head} {'auto':>13} {'cell':<22} hit")
+    for r in rows:
+        best = max(r["accuracy"].values())
+        cells = " ".join(f"{r['accuracy'][s]:>11.3f}{'*' if r['accuracy'][s] == best else ' '}"
+                         for s in STRATEGIES)
+        print(f"{r['task']:<16} {str(r['per_class'] or 'all'):>4} {r['seed']:>4} {cells} "
+              f"{r['auto']:>13} {r['cell']:<22} {'✓' if r['hit'] else '✗'}")
+    s = summarise(rows)
+    print(f"auto hits {s['hits']}/{s['task_seeds']} ({100 * s['hit_rate']:.0f}%), mean "
+          f"{s['mean_points_lost']:.2f} points lost (max {s['max_points_lost']:.1f}), "
+          f"{s['wrong_refusals_20']} refusal(s) where the best beat chance by 20+ points; "
+          f"decision cost {100 * s['decision_cost_fraction']:.1f}% of training every "
+          f"strategy ({100 * s['decision_plus_run_fraction']:.1f}% with auto's own run)")
+
+
+def replay(rows: list[dict]) -> list[dict]:
+    """Re-decide from saved measurements with the current thresholds. A pilot that the
+    saved run did not make is settled by the first candidate (marked in ``note``)."""
+    from zoo_core._decide import decide
+    from zoo_core._finetune.compare import score_auto
+    from zoo_core._registry import get_registry
+
+    th = get_registry().catalog.auto
+    out = []
+    for r in rows:
+        f = r["figures"]
+        if not f.get("random"):
+            out.append(r)
+            continue
+        pre = f.get("pretrained")
+        spread = max(f["random"]["std"], pre["std"] if pre else 0.0)
+        d = decide(per_class=f["per_class"], chance=f["chance"],
+                   probe_pretrained=pre["mean"] if pre else None,
+                   probe_random=f["random"]["mean"], spread=spread, thresholds=th)
+        choice = "refused" if d.strategy == "refuse" else d.strategy
+        pilot = f.get("pilot") or {}
+        if d.pilot and f["min_per_class"] >= th.pilot_min_per_class:
+            if pilot.get("candidates") == list(d.pilot):
+                accs = pilot["accuracy"]
+                choice = max(d.pilot, key=lambda s: accs[s] - (0.01 if s != d.pilot[0] else 0))
+        out.append({**r, "auto": choice, "cell": d.cell,
+                    "hit": score_auto(choice, r["accuracy"], r["chance"])})
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="zoonet_s")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--part", choices=("all", "tuning", "heldout"), default="all")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    ap.add_argument("--replay", type=Path, default=None,
+                    help="re-score a saved --json run with the current thresholds")
+    args = ap.parse_args()
+
+    if args.replay:
+        saved = json.loads(args.replay.read_text())
+        for part in ("tuning", "heldout"):
+            if saved.get(part):
+                print_rows(replay(saved[part]), f"{part} (replayed with current thresholds)")
+        return 0
+
+    import torch
+
+    from zoo_core._finetune.compare import run_cell
+
+    torch.set_num_threads(args.threads)
+    parts = {"tuning": TUNING, "heldout": HELDOUT}
+    if args.part != "all":
+        parts = {args.part: parts[args.part]}
+    started = time.perf_counter()
+    results: dict[str, list[dict]] = {}
+    for part, tasks in parts.items():
+        rows = []
+        for task, per_class, epochs in tasks:
+            for seed in args.seeds:
+                t0 = time.perf_counter()
+                row = run_cell(args.model, task, per_class, epochs=epochs, seed=seed,
+                               strategies=STRATEGIES, val_per_class=VAL_PER_CLASS)
+                row["seed"], row["epochs"] = seed, epochs
+                rows.append(row)
+                print(f"  [{part}] {task} pc={per_class or 'all'} seed={seed}: "
+                      + ", ".join(f"{s} {a:.3f}" for s, a in row["accuracy"].items())
+                      + f"; auto {row['auto']} ({time.perf_counter() - t0:.0f}s)",
+                      file=sys.stderr, flush=True)
+        results[part] = rows
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1, default=str))
+    for part, rows in results.items():
+        print_rows(rows, f"{part} part ({len(rows)} task-seeds)")
+    print(f"\n{args.model}, seeds {args.seeds}, {args.threads} thread(s), "
+          f"{time.perf_counter() - started:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""``zoo finetune``: the command-line front of :func:`zoo_core.finetune`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from typing import Any
+
+from zoo_core._finetune.compare import run_default
+from zoo_core._finetune.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    LP_FT_LAYER_DECAY,
+)
+from zoo_core._finetune.pipeline import finetune
+from zoo_core._finetune.recipe import OPTIMIZERS, Recipe
+from zoo_core.errors import InvalidArgumentError
+
+_R = Recipe()
+
+
+def add_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``zoo finetune`` to the ``zoo`` command's subparsers."""
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a model on an image folder (default: embedded digits)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Fine-tune MODEL on an ImageFolder tree. Without --data: the embedded "
+                    "digits 5-9 task. --compare runs every strategy on the four cells of the "
+                    "transfer-learning table (embedded data) and prints what auto chose. "
+                    "Runs under torchrun / accelerate launch as they are.")
+    p.add_argument("model", nargs="?", default="zoonet_s", help="model name")
+    p.add_argument("--data", default=None,
+                   help="ImageFolder DIR (DIR/<class>/* or DIR/train|val/<class>/*); "
+                        "default: the embedded digits 5-9")
+    p.add_argument("--strategy", "-s", default="auto",
+                   help="auto (measured), linear_probe, finetune, partial:K, lp_ft or scratch")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs (default {DEFAULT_EPOCHS}; with --compare, each cell's own: "
+                        "30 scarce, 10 plenty); with --resume a larger value extends a "
+                        "finished run")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help="global batch size (split across processes)")
+    p.add_argument("--accumulate", type=int, default=1,
+                   help="micro-batches per optimizer step (gradient accumulation)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default per "
+                   "strategy: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    g = p.add_argument_group("recipe (timm's optimizer, scheduler, loss, Mixup and EMA)")
+    g.add_argument("--opt", choices=OPTIMIZERS, default=_R.opt, help="optimizer")
+    g.add_argument("--momentum", type=float, default=_R.momentum, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=_R.weight_decay,
+                   help="weight decay (never on norms and biases)")
+    g.add_argument("--layer-decay", type=float, default=None,
+                   help="layer-wise lr decay, e.g. 0.75 (default off; lp_ft "
+                        f"{LP_FT_LAYER_DECAY})")
+    g.add_argument("--warmup-epochs", type=int, default=_R.warmup_epochs,
+                   help="linear warmup before the cosine schedule")
+    g.add_argument("--warmup-lr", type=float, default=_R.warmup_lr)
+    g.add_argument("--min-lr", type=float, default=_R.min_lr, help="cosine floor")
+    g.add_argument("--smoothing", type=float, default=_R.smoothing, help="label smoothing")
+    g.add_argument("--mixup", type=float, default=_R.mixup, help="Mixup alpha (0: off)")
+    g.add_argument("--cutmix", type=float, default=_R.cutmix, help="CutMix alpha (0: off)")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep an EMA of the weights (timm ModelEmaV3), e.g. 0.998; the EMA "
+                        "weights are evaluated and saved (default off)")
+    g.add_argument("--probe-solver", choices=("lbfgs", "sgd"), default="lbfgs",
+                   help="linear_probe / lp_ft's first phase on cached features: lbfgs solves "
+                        "the head as a cross-validated logistic regression; sgd trains it "
+                        "for --epochs")
+    g.add_argument("--lp-epochs", type=int, default=None,
+                   help=f"lp_ft: head-only epochs before unfreezing (default {DEFAULT_EPOCHS})")
+    p.add_argument("--precision", choices=("32", "bf16", "fp16"), default="32",
+                   help="mixed precision through accelerate: bf16 on CPU or GPU, fp16 on "
+                        "GPU only")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: cores available, at most 4)")
+    p.add_argument("--workers", "--num-workers", dest="num_workers", type=int, default=0,
+                   help="DataLoader worker processes")
+    p.add_argument("--out", default=None, help="output folder (default runs/<model>-<time>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--per-class", type=int, default=None,
+                   help="embedded data only: training images per class (default 10)")
+    p.add_argument("--weights", default="default", help="weights tag, path, URL or hf-hub:")
+    p.add_argument("--early-stop", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better val accuracy (default "
+                        "off)")
+    p.add_argument("--keep", type=int, default=1, metavar="K",
+                   help="checkpoint/ keeps the latest epoch (to resume) and the best K "
+                        "(safetensors)")
+    p.add_argument("--log-with", choices=("tensorboard",), default=None,
+                   help="also log to TensorBoard in OUT (pip install 'zoo-core[tensorboard]')")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", default=None)
+    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over in an OUT that has "
+                   "a checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="fine-tune even when auto finds nothing to learn (refusal)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="linear_probe: run the frozen backbone every epoch (no feature cache)")
+    p.add_argument("--augment", action="store_true",
+                   help="timm's training augmentation (disables the feature cache)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="square input size overriding the model's data config")
+    p.add_argument("--device", default=None, help="cpu to force the CPU (default: accelerate "
+                   "picks the launcher's device)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--compare", action="store_true",
+                   help="run every strategy on the embedded task and print a table")
+    p.set_defaults(func=_cmd_finetune)
+    return p
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    if args.compare:
+        if args.data is not None:
+            raise InvalidArgumentError("--compare runs on the embedded dataset; drop --data")
+        run_default(args.model, epochs=args.epochs, seed=args.seed,
+                    progress=not args.no_progress)
+        return 0
+    out = args.out or os.path.join("runs", f"{args.model.replace('/', '_').replace(':', '_')}-"
+                                   f"{time.strftime('%Y%m%d-%H%M%S')}")
+    recipe = {"opt": args.opt, "momentum": args.momentum, "weight_decay": args.weight_decay,
+              "layer_decay": args.layer_decay, "warmup_epochs": args.warmup_epochs,
+              "warmup_lr": args.warmup_lr, "min_lr": args.min_lr, "smoothing": args.smoothing,
+              "mixup": args.mixup, "cutmix": args.cutmix, "ema_decay": args.ema}
+    _, result = finetune(
+        args.model, args.data, strategy=args.strategy, epochs=args.epochs or DEFAULT_EPOCHS,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, out=out,
+        seed=args.seed, val_fraction=args.val_fraction, per_class=args.per_class,
+        weights=None if str(args.weights).lower() == "none" else args.weights,
+        cache_features=not args.no_cache, augment=args.augment,
+        push_to_hub=args.push_to_hub, resume=args.resume, overwrite=args.overwrite,
+        num_workers=args.num_workers, device=args.device, progress=not args.no_progress,
+        force=args.force, input_size=args.input_size,
+        precision=args.precision, accumulate=args.accumulate, threads=args.threads,
+        recipe=recipe, early_stop=args.early_stop, keep=args.keep, log_with=args.log_with,
+        lp_epochs=args.lp_epochs, probe_solver=args.probe_solver)
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print()
+        print(result.summary())
+        best = result.best_dir or "OUT/best"
+        data = f" --data {shlex.quote(str(result.extra.get('data_root', args.data)))}"
+        print(f"\nnext       zoo eval {shlex.quote(best)}{data}\n"
+              f"           zoo predict {shlex.quote(best)} IMAGE...\n"
+              f"           zoo push {shlex.quote(best)} ORG/NAME")
+        sys.stdout.flush()
+    return 0

@@ -15,6 +15,12 @@ untimed warm-up build then the median of --reps builds. Peak RSS: a fresh proces
 "base" is a process that only imports torch and timm. Both sides read the file from the
 page cache (it was just written).
 
+Verification cost (second table): what proving a weights file unchanged costs per build,
+in a fresh process per arch: "hit" is a download-cache hit (header check + sidecar whose
+stat key still matches, median of 20), "memo" an in-process repeat build of a pinned file
+(stat + memo lookup), "rehash" the full sha256 that a pinned file costs once per process
+and again after any write to it (ctime changes), next to "ours ms" of the first table.
+
     python benchmarks/bench_build.py [--quick] [--reps 5]
 """
 
@@ -104,7 +110,42 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _verify_costs(file: str) -> dict:
+    """Milliseconds: cache hit (header + sidecar), memo hit, full rehash (see docstring)."""
+    from pathlib import Path
+
+    from zoo_core import _digests, _weights_cache
+
+    with tempfile.TemporaryDirectory(prefix="bench_verify_") as tmp:
+        os.environ["ZOO_CORE_CACHE"] = tmp
+        url = "http://bench.invalid/w.safetensors"
+        dest = _weights_cache.entry_path(url)
+        dest.parent.mkdir(parents=True)
+        if os.stat(file).st_dev == os.stat(tmp).st_dev:
+            os.link(file, dest)
+        else:
+            dest.write_bytes(Path(file).read_bytes())
+        start = time.perf_counter()
+        digest = _digests.sha256_file(dest)
+        rehash = time.perf_counter() - start
+        _weights_cache.write_sidecar(dest, digest, url)
+        hits, memos = [], []
+        _digests.file_digest(dest)
+        for _ in range(20):
+            start = time.perf_counter()
+            assert _weights_cache.entry_problem(dest, digest, url) is None
+            hits.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            _digests.file_digest(dest)
+            memos.append(time.perf_counter() - start)
+    return {"hit": statistics.median(hits) * 1000, "memo": statistics.median(memos) * 1000,
+            "rehash": rehash * 1000, "mib": os.path.getsize(file) / 2**20}
+
+
 def worker(args: argparse.Namespace) -> None:
+    if args.side == "verify":
+        print(json.dumps(_verify_costs(args.file)))
+        return
     if args.side == "write":
         _write_weights(next(c for c in CASES if c.name == args.case), args.file)
         print(json.dumps({}))
@@ -175,6 +216,7 @@ def main() -> None:
                 res = _run_worker(*common, "--reps", str(reps))
                 row[side] = statistics.median(res["times"]) * 1000
                 row[side + "_rss"] = _run_worker(*common, "--reps", "1", "--rss")["maxrss_kib"]
+            row["verify"] = _run_worker("--side", "verify", "--file", file)
             rows.append(row)
             print(
                 f"  {case.name}: ours {row['ours']:.0f} ms, theirs {row['theirs']:.0f} ms",
@@ -205,6 +247,14 @@ def main() -> None:
             f"{min(r['theirs'] / r['ours'] for r in rows):.1f}x (target >= 1x); "
             f"max ours RSS / base: {worst_rss:.3f} (target <= 1.10)"
         )
+    print("\ncache verification per build (ms; a hit is what a cached download costs)")
+    head = f"{'arch':<24} {'MiB':>6} {'hit':>7} {'memo':>7} {'rehash':>8} {'ours ms':>9}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        v = r["verify"]
+        print(f"{r['case'].name:<24} {v['mib']:>6.0f} {v['hit']:>7.2f} {v['memo']:>7.3f} "
+              f"{v['rehash']:>8.0f} {r['ours']:>9.1f}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """torch threads for small models on CPU: zoonet_s ``finetune`` training throughput on the
 embedded digits (50 images per class, 32x32) with 1, 2 and 4 threads, alternating runs,
-best of ``--repeats`` per setting. ``finetune(threads=None)`` uses the cores available to
-the process (at most 4); this shows what that costs or gains on the machine at hand.
+best of ``--repeats`` per setting: what ``finetune(threads=None)`` (one thread for inputs
+up to 64x64) costs or gains on the machine at hand.
 
     python benchmarks/bench_threads.py
 """
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(f"\nzoonet_s finetune, 250 train images 32x32, batch 16, best of {args.repeats}; "
           f"{os.cpu_count()} CPUs, load average {load[0]:.1f}; default_threads() = "
-          f"{default_threads()}")
+          f"{default_threads('zoonet_s')}")
     base = best[settings[0]]
     for t in settings:
         print(f"{t:>2} thread(s): {best[t]:7.0f} img/s  {best[t] / base:5.2f}x")

@@ -52,13 +52,27 @@ def parse_input_size(value: Any) -> tuple[int, int, int] | None:
     return size  # type: ignore[return-value]
 
 
-def default_threads() -> int:
-    """Torch threads when ``threads`` is not given: one per core this process may use,
-    at most 4. Small CNNs at small inputs stop scaling early, and on a shared machine
-    extra OpenMP threads wait on each other (benchmarks/bench_finetune.py --threads
-    measures it)."""
+SMALL_INPUT_PIXELS = 64 * 64
+
+
+def default_threads(model: str | None = None,
+                    input_size: tuple[int, int, int] | None = None) -> int:
+    """Torch threads when ``threads`` is not given. Small inputs (up to 64x64 pixels, the
+    embedded zoonet task): one thread; tiny convolutions stop scaling early, and on a
+    shared 2-core machine two OpenMP threads ran 6x slower than one
+    (benchmarks/bench_threads.py). Larger inputs: one per core this process may use, at
+    most 4. The input size is ``input_size`` or the registered model's data config."""
     import os
 
+    if input_size is None and model is not None and not model.startswith("hf-hub:"):
+        try:
+            from zoo_core._registry import get_registry
+
+            input_size = tuple(get_registry().resolve(model).spec.data_config.input_size)
+        except Exception:  # an unknown name fails later with its own clear error
+            input_size = None
+    if input_size is not None and input_size[1] * input_size[2] <= SMALL_INPUT_PIXELS:
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover  (macOS, Windows)

@@ -76,7 +76,8 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                    help="mixed precision through accelerate: bf16 on CPU or GPU, fp16 on "
                         "GPU only")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: cores available, at most 4)")
+                   help="torch CPU threads (default: 1 for inputs up to 64x64, else the "
+                        "cores available, at most 4)")
     p.add_argument("--workers", "--num-workers", dest="num_workers", type=int, default=0,
                    help="DataLoader worker processes")
     p.add_argument("--out", default=None, help="output folder (default runs/<model>-<time>)")

@@ -185,7 +185,9 @@ def finetune(
         resume=resume, overwrite=overwrite, num_workers=num_workers, progress=progress,
         verbose=verbose, force=force,
         sync_bn=sync_bn, input_size=parse_input_size(input_size), precision=str(precision),
-        accumulate=accumulate, threads=threads or default_threads(),
+        accumulate=accumulate,
+        threads=threads or default_threads(model if isinstance(model, str) else None,
+                                            parse_input_size(input_size)),
         recipe=Recipe.build(recipe, **(
             {} if isinstance(recipe, Recipe) or (isinstance(recipe, Mapping)
                                                  and "weight_decay" in recipe)

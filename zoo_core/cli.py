@@ -1,4 +1,4 @@
-"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune.
+"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune, rank.
 
 Only the standard library is imported at start; torch and friends load when a command
 needs a model.
@@ -14,6 +14,7 @@ from typing import Any
 
 from zoo_core._finetune import add_cli as add_finetune_cli
 from zoo_core._hub import add_cli as add_hub_cli
+from zoo_core._rank import add_cli as add_rank_cli
 from zoo_core.errors import ZooError
 
 
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_hub_cli(sub)  # zoo push DIR REPO_ID
     add_finetune_cli(sub)  # zoo finetune [MODEL] --data DIR ...
+    add_rank_cli(sub)  # zoo rank --data DIR [--models ...]
     return parser
 
 

@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo_core._specs import BackboneSpec, WeightsSpec
@@ -153,14 +153,32 @@ def _arch_pattern(pattern: str) -> str:
     return prefix + base.partition(".")[0] if "." in base else pattern
 
 
-def find_candidates(patterns: Sequence[str] | None = None) -> tuple[
+def _family_listed(reg: Any) -> dict[str, str]:
+    """Model name -> plugin, for models listed lazily by a ``BackboneFamily`` (timm,
+    torchvision): describing one means importing and instantiating it (about a second)."""
+    out: dict[str, str] = {}
+    for plugin in reg._plugins.values():
+        if plugin.status == "ok" and plugin.families:
+            out.update(dict.fromkeys(reg._family_names(plugin), plugin.name))
+    return out
+
+
+def find_candidates(patterns: Sequence[str] | None = None, *, progress: bool = False) -> tuple[
         list[Candidate], list[Skipped]]:
     """Every (model, tag) matching ``patterns`` whose weights are available now.
 
     A pattern matches the architecture (``'zoonet*'``: every tag of it) or the
     ``arch.tag`` name (``'*.digits04'``). Returns the candidates, on-disk ones first,
     and the skipped names with their reasons (plugins that failed to load included).
+
+    Without patterns, models of lazily listed families (timm's ~1,200 architectures,
+    torchvision's) are not described one by one (about a second each): they are counted
+    as skipped, with the advice to name them (``--models 'resnet*'``).
     """
+    import sys
+
+    from tqdm import tqdm
+
     from zoo_core._registry import get_registry
     from zoo_core.errors import ZooError
 
@@ -174,7 +192,18 @@ def find_candidates(patterns: Sequence[str] | None = None) -> tuple[
     found: list[Candidate] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()
-    for name in names:
+    if not patterns:
+        lazy = _family_listed(reg)
+        per_plugin: dict[str, int] = {}
+        for name in [n for n in names if n.rpartition("/")[2] in lazy]:
+            del names[name]
+            plugin = lazy[name.rpartition("/")[2]]
+            per_plugin[plugin] = per_plugin.get(plugin, 0) + 1
+        skipped += [Skipped(f"{n} models of plugin {p}", "listed lazily and costly to "
+                            "describe one by one (about a second each): name the ones to "
+                            "rank, e.g. --models 'resnet*'") for p, n in per_plugin.items()]
+    for name in tqdm(list(names), desc="rank: finding weights", unit="model", leave=False,
+                     disable=not progress or len(names) < 20, file=sys.stderr):
         try:
             spec: BackboneSpec = reg.resolve(name).spec
         except ZooError as exc:

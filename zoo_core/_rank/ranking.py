@@ -346,7 +346,7 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     started = time.perf_counter()
     limit = parse_budget(budget)
     folder = _load_data(data, seed)
-    candidates, skipped = find_candidates(models)
+    candidates, skipped = find_candidates(models, progress=progress)
     if not candidates:
         what = f"matching {', '.join(map(repr, models))}" if models else "in the zoo"
         why = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:5])

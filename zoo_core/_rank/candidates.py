@@ -153,6 +153,15 @@ def _arch_pattern(pattern: str) -> str:
     return prefix + base.partition(".")[0] if "." in base else pattern
 
 
+def _listed_tags(reg: Any) -> dict[str, tuple[str, ...]]:
+    """Model name -> its weights tags, from the listing (no model described)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for plugin in reg._plugins.values():
+        for name, tags in reg._names_of(plugin).items():
+            out[name] = out.get(name, ()) + tuple(tags)
+    return out
+
+
 def _family_listed(reg: Any) -> dict[str, str]:
     """Model name -> plugin, for models listed lazily by a ``BackboneFamily`` (timm,
     torchvision): describing one means importing and instantiating it (about a second)."""
@@ -185,10 +194,14 @@ def find_candidates(patterns: Sequence[str] | None = None, *, progress: bool = F
     reg = get_registry()
     hosts = _Hosts()
     pats = list(patterns) if patterns else ["*"]
+    tags = _listed_tags(reg)
     names: dict[str, None] = {}
     for pat in pats:
         for name in reg.list_models(_arch_pattern(pat), pretrained=True):
-            names.setdefault(name)
+            listed = tags.get(name.rpartition("/")[2], ())
+            if fnmatch.fnmatchcase(name, pat) or any(
+                    fnmatch.fnmatchcase(f"{name}.{t}", pat) for t in listed):
+                names.setdefault(name)  # described below only if a tag can match
     found: list[Candidate] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()

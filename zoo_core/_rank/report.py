@@ -54,9 +54,9 @@ def _row(rank: str, s: Scored) -> str:
     if s.pilot:
         strategy += f" (pilot {'/'.join(s.pilot)})"
     gain = s.gain or 0.0
-    src = "cached" if s.cached else f"{s.seconds:.1f} s"
+    src = f"{s.seconds:.1f} s" + (" c" if s.cached else "  ")
     return (f"{rank:>3} {s.name:<28} {s.probe.mean:.3f} +-{s.probe.std:.3f}{tie} "
-            f"{s.logme:>7.3f} {gain:>+6.3f} {strategy:<30} {_params(s.params):>7} {src:>8}")
+            f"{s.logme:>7.3f} {gain:>+6.3f} {strategy:<30} {_params(s.params):>7} {src:>10}")
 
 
 def format_ranking(r: Ranking, top: int | None = None) -> str:
@@ -70,10 +70,10 @@ def format_ranking(r: Ranking, top: int | None = None) -> str:
         "ranked by  probe = cross-validated logistic regression on the pretrained features "
         "(predicted accuracy after fine-tuning), LogME breaking ties; gain = probe minus the "
         "same probe on random-init features; strategy = what auto recommends "
-        "(before its pilot); '=' ties with the next row",
+        "(before its pilot); '=' ties with the next row; 'c': features read from the cache",
         "",
         f"{'#':>3} {'model':<28} {'probe':<13}  {'LogME':>7} {'gain':>6} {'strategy':<30} "
-        f"{'params':>7} {'time':>8}",
+        f"{'params':>7} {'time':>10}",
     ]
     measured = r.measured
     shown = measured if top is None else measured[:top]
@@ -85,7 +85,8 @@ def format_ranking(r: Ranking, top: int | None = None) -> str:
     if r.stopped:
         lines.append(f"stopped     {r.stopped}: the ranking covers what was measured so far")
     if r.skipped:
-        lines.append(f"skipped     {len(r.skipped)} without weights available now:")
+        lines.append(f"skipped     {len(r.skipped)} (weights not available now, or not "
+                     "described):")
         by_reason: dict[str, list[str]] = {}
         for s in r.skipped:
             by_reason.setdefault(s.reason, []).append(s.name)

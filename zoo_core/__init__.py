@@ -49,6 +49,7 @@ _LAZY = {
     "list_plugins": "zoo_core._registry",
     "param_groups": "zoo_core._strategies",
     "push_to_hub": "zoo_core._hub",
+    "rank_models": "zoo_core._rank",
     "save_pretrained": "zoo_core._hub",
 }
 
@@ -81,6 +82,7 @@ __all__ = [
     "list_plugins",
     "param_groups",
     "push_to_hub",
+    "rank_models",
     "save_pretrained",
 ]
 
@@ -102,6 +104,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo_core._builder import build_model
     from zoo_core._finetune import finetune
     from zoo_core._hub import push_to_hub, save_pretrained
+    from zoo_core._rank import rank_models
     from zoo_core._registry import get_model_info, list_models, list_plugins
     from zoo_core._strategies import decide_strategy, param_groups
     from zoo_core._weights import convert_checkpoint

@@ -1,4 +1,4 @@
-"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune.
+"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune, rank.
 
 Only the standard library is imported at start; torch and friends load when a command
 needs a model.
@@ -16,6 +16,7 @@ from zoo_core._cache_admin import add_cli as add_cache_cli
 from zoo_core._evaluate import add_cli as add_evaluate_cli
 from zoo_core._finetune import add_cli as add_finetune_cli
 from zoo_core._hub import add_cli as add_hub_cli
+from zoo_core._rank import add_cli as add_rank_cli
 from zoo_core.errors import ZooError
 
 
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cache_cli(sub)  # zoo cache verify | clean
     add_finetune_cli(sub)  # zoo finetune [MODEL] --data DIR ...
     add_evaluate_cli(sub)  # zoo eval MODEL --data DIR, zoo predict MODEL IMAGE...
+    add_rank_cli(sub)  # zoo rank --data DIR [--models ...]
     return parser
 
 

@@ -1,0 +1,240 @@
+"""zoo rank: candidates with weights available now, the estimators, the cache, the budget,
+and every bad input the issue names (empty / single-class data, no candidate, a candidate
+that fails to build, unreadable images)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo_core
+from zoo_core import InvalidArgumentError
+from zoo_core._data import DatasetError
+from zoo_core._rank import feature_cache, ranking
+from zoo_core._rank.candidates import find_candidates
+from zoo_core._rank.ranking import parse_budget, rank_models
+from zoo_core.cli import main
+from zoo_core_plugins.zoonet.digits import export_imagefolder
+
+FAST = {"per_class": 4}  # sampled images per class: tiny, still cross-validatable
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    return export_imagefolder(tmp_path_factory.mktemp("d") / "digits", per_class=6)
+
+
+def _weights_file(path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(path))
+    return path
+
+
+PLUGIN = '''
+import zoo_core
+
+@zoo_core.hookimpl
+def register_backbones(register):
+    register(zoo_core.BackboneSpec(
+        name="{name}", builder="{module}:make", head="head", stages=("body",),
+        weights=(zoo_core.WeightsSpec(tag="w", source={source!r}),),
+        data_config=zoo_core.DataConfig(input_size=(3, 16, 16)),
+    ))
+
+def make(num_classes):
+    raise RuntimeError("this plugin's builder is broken")
+'''
+
+
+def _plugin(make_dist, name: str, source: str) -> None:
+    module = f"{name}_plugin"
+    make_dist(f"{name}-dist", module,
+              PLUGIN.format(name=name, module=module, source=source))
+
+
+# ------------------------------------------------------------------------- ranking
+
+
+def test_rank_scores_every_tag_and_recommends_like_auto(digits):
+    r = rank_models(digits, ["zoonet*"], **FAST)
+    names = [row.name for row in r.rows]
+    assert sorted(names) == ["zoonet_m.digits04", "zoonet_s.digits04"]
+    assert r.num_classes == 5 and r.images == 20 and r.bad_images == 0
+    for row in r.rows:
+        assert row.status == "measured", row.reason
+        assert 0.0 <= row.probe.mean <= 1.0 and np.isfinite(row.logme)
+        assert row.gain == pytest.approx(row.probe.mean - row.random.mean)
+        assert row.strategy in ("linear_probe", "partial:1", "finetune", "scratch", "refuse")
+        assert row.reason and row.params > 0 and row.weights == "pkg"
+    first, second = r.rows
+    assert (first.probe.mean, first.logme) >= (second.probe.mean, second.logme)
+    text = r.summary()
+    assert "zoonet_s.digits04" in text and "confidence" in text and "LogME" in text
+    assert json.loads(json.dumps(r.as_dict()))["rows"][0]["name"] == first.name
+
+
+def test_patterns_match_architectures_and_tags():
+    full = [c.name for c in find_candidates(["zoonet_s.digits04"])[0]]
+    assert full == ["zoonet_s.digits04"]
+    assert sorted(c.name for c in find_candidates(["*.digits04"])[0]) == [
+        "zoonet_m.digits04", "zoonet_s.digits04"]
+
+
+def test_features_are_cached_as_safetensors_and_json(digits, session_cache):
+    first = rank_models(digits, ["zoonet_s"], **FAST)
+    again = rank_models(digits, ["zoonet_s"], **FAST)
+    assert again.rows[0].cached
+    assert again.rows[0].probe == first.rows[0].probe
+    entries = list((session_cache / "features").glob("*/*"))
+    assert entries and {p.suffix for p in entries} == {".safetensors", ".json"}
+    meta = json.loads(next(p for p in entries if p.suffix == ".json").read_text())
+    assert meta["model"] == "zoonet/zoonet_s" and len(meta["weights_sha256"]) == 64
+    assert len(meta["paths"]) == meta["rows"]
+    model = zoo_core.build_model("zoonet_s", 5, "linear_probe")
+    rows = feature_cache.load_rows("zoonet/zoonet_s", model.zoo.weights_sha256,
+                                   feature_cache.preprocessing(model))
+    assert set(meta["paths"]) <= set(rows)
+
+
+def test_data_hash_follows_the_images(tmp_path):
+    a = tmp_path / "a.png"
+    Image.new("RGB", (4, 4)).save(a)
+    before = feature_cache.data_hash(["x"], [(str(a), 0)])
+    assert feature_cache.data_hash(["x"], [(str(a), 1)]) != before
+    Image.new("RGB", (5, 5), "white").save(a)
+    assert feature_cache.data_hash(["x"], [(str(a), 0)]) != before
+
+
+def test_budget_stops_cleanly_with_the_ranking_so_far(digits, monkeypatch):
+    clock = {"t": 0.0}
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock["t"]
+
+    real_score = ranking._Scorer.score
+
+    def slow_score(self, cand):
+        out = real_score(self, cand)
+        clock["t"] += 100.0  # every candidate "takes" 100 s
+        return out
+
+    monkeypatch.setattr(ranking, "time", FakeTime)
+    monkeypatch.setattr(ranking._Scorer, "score", slow_score)
+    r = rank_models(digits, ["zoonet*"], budget="50s", **FAST)
+    assert [row.status for row in r.rows] == ["measured", "budget"]
+    assert "budget 50s reached" in r.stopped
+    assert "stopped" in r.summary() and "not measured" in r.summary()
+
+
+def test_parse_budget():
+    assert parse_budget("10m") == 600 and parse_budget("1h") == 3600
+    assert parse_budget("90") == 90 and parse_budget(None) is None
+    for bad in ("soon", "-5", "0s", ""):
+        with pytest.raises(InvalidArgumentError, match="budget"):
+            parse_budget(bad)
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def test_failed_build_is_reported_and_the_ranking_continues(digits, make_dist, tmp_path):
+    _plugin(make_dist, "brokennet", str(_weights_file(tmp_path / "w.safetensors")))
+    r = rank_models(digits, ["zoonet_s", "brokennet"], **FAST)
+    rows = {row.name: row for row in r.rows}
+    assert rows["zoonet_s.digits04"].status == "measured"
+    failed = rows["brokennet.w"]
+    assert failed.status == "failed" and "builder is broken" in failed.reason
+    assert r.rows[-1].name == "brokennet.w"  # after the measured ones
+    assert "FAILED" in r.summary()
+
+
+def test_unreachable_weights_are_skipped_quickly(digits, make_dist):
+    _plugin(make_dist, "farnet", "http://127.0.0.1:9/farnet.safetensors")
+    started = time.perf_counter()
+    cands, skipped = find_candidates(["farnet", "zoonet_s"])
+    assert time.perf_counter() - started < 5
+    assert [c.name for c in cands] == ["zoonet_s.digits04"]
+    assert [s.name for s in skipped] == ["farnet.w"]
+    assert "cannot be reached" in skipped[0].reason
+    with pytest.raises(InvalidArgumentError, match="no model matching 'farnet'.*farnet.w"):
+        rank_models(digits, ["farnet"])
+    with pytest.raises(InvalidArgumentError, match="no model matching 'nothing\\*'"):
+        rank_models(digits, ["nothing*"])
+
+
+def test_plugin_that_fails_to_load_is_listed_as_skipped(make_dist):
+    make_dist("crashy-dist", "crashy_plugin", "raise ImportError('no such thing')")
+    _, skipped = find_candidates(["zoonet_s"])
+    assert any(s.name == "plugin crashy" or "crashy" in s.name for s in skipped)
+
+
+def test_empty_and_single_class_data_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        rank_models(tmp_path / "empty", ["zoonet_s"])
+    one = tmp_path / "one" / "cat"
+    one.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(one / f"{i}.png")
+    with pytest.raises(DatasetError, match="only one class"):
+        rank_models(tmp_path / "one", ["zoonet_s"])
+    with pytest.raises(InvalidArgumentError, match="rank needs data"):
+        rank_models(None, ["zoonet_s"])
+
+
+def test_too_few_images_per_class(tmp_path):
+    for cls, n in (("a", 4), ("b", 2)):
+        (tmp_path / cls).mkdir()
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    with pytest.raises(InvalidArgumentError, match="at least 2 training images.*b: 1"):
+        rank_models(tmp_path, ["zoonet_s"])
+
+
+def test_unreadable_images_are_counted_and_skipped(digits, tmp_path):
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(digits, data)
+    (data / "train" / "5" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.warns(UserWarning, match="unreadable"):
+        r = rank_models(data, ["zoonet_s"], cache=False, **FAST)
+    assert r.bad_images == 1 and r.rows[0].status == "measured"
+    assert "1 unreadable image(s) skipped" in r.summary()
+
+
+# ------------------------------------------------------------------------- command line
+
+
+def test_cli_json_and_table(capsys):
+    args = ["rank", "--task", "digits5-9", "--per-class", "4", "--models", "zoonet_s",
+            "--sample-per-class", "4", "--no-progress"]
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"][0]["name"] == "zoonet_s.digits04" and out["confidence"]
+    assert main([*args, "--top", "1"]) == 0
+    assert "zoonet_s.digits04" in capsys.readouterr().out
+
+
+def test_cli_errors(capsys, tmp_path):
+    assert main(["rank", "--data", str(tmp_path / "nope"), "--budget", "soon"]) == 2
+    assert "budget 'soon' is not a duration" in capsys.readouterr().err
+    assert main(["rank", "--data", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err

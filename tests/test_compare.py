@@ -10,10 +10,11 @@ from zoo_core._finetune.compare import run_default
 
 @pytest.mark.slow
 def test_compare_prints_every_strategy_and_auto_per_cell(capsys):
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
     cells = (("scarce + similar", "digits5-9", 4, 1),
              ("scarce, nothing to learn", "random-labels", 4, 1))
-    rows = run_default(cells=cells)
+    rows = run_default(cells=cells)  # one thread inside, restored after
+    assert torch.get_num_threads() == before
     assert [r["label"] for r in rows] == ["scarce + similar", "scarce, nothing to learn"]
     for r in rows:
         assert set(r["accuracy"]) == {"linear_probe", "partial:1", "finetune", "scratch"}

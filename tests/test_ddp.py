@@ -117,7 +117,8 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
         env.pop(var, None)
     args = ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no", "-m", "zoo_core.cli", "finetune", "zoonet_s", "--data",
-            str(data), "--strategy", "linear_probe", "--epochs", "2", "--batch-size", "6",
+            str(data), "--strategy", "linear_probe", "--probe-solver", "sgd", "--epochs", "2",
+            "--batch-size", "6",
             "--out", str(out), "--threads", "1", "--no-progress"]
     proc = subprocess.run([launcher, "launch", "--cpu", *args], env=env, capture_output=True,
                           text=True, timeout=300, cwd=tmp_path)

@@ -295,11 +295,13 @@ def _receive(response: Any, part: Path, append: bool, have: int, total: int | No
     window_start, window_bytes = time.monotonic(), 0
     # ``part`` is our own temp file (never loaded, never mmap'd): appending to it is fine.
     # The cache entry itself is only ever created by os.replace.
-    with (open_write(part, "partial download", append=append) as out,
-          tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=part.name[: -len(".part")], disable=True if not progress else None,
-               leave=True) as bar):
-        try:
+    # The try encloses the ``with``: closing the file flushes its buffer, and a full disk can
+    # fail there too (EFBIG/ENOSPC on close), not only on write().
+    try:
+        with (open_write(part, "partial download", append=append) as out,
+              tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=part.name[: -len(".part")], disable=True if not progress else None,
+                   leave=True) as bar):
             while True:
                 try:
                     block = response.read1(_CHUNK)  # returns whatever arrived: rate is checked
@@ -330,14 +332,14 @@ def _receive(response: Any, part: Path, append: bool, have: int, total: int | No
                     break
             out.flush()
             os.fsync(out.fileno())
-        except OSError as exc:
-            if is_disk_full(exc) and not isinstance(exc, WeightsError):
-                needed = None if total is None else total - have
-                raise disk_full_error(
-                    exc, part.parent, needed, f"the download of {shown}",
-                    f"The partial download {part} is kept. Free space there, or set "
-                    "ZOO_CORE_CACHE to a disk with room, and fetch again") from exc
-            raise
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, WeightsError):
+            needed = None if total is None else total - have
+            raise disk_full_error(
+                exc, part.parent, needed, f"the download of {shown}",
+                f"The partial download {part} is kept. Free space there, or set "
+                "ZOO_CORE_CACHE to a disk with room, and fetch again") from exc
+        raise
 
 
 def _deadline_error(shown: str, part: Path, conf: Settings) -> WeightsError:

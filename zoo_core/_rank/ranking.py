@@ -339,7 +339,7 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     >>> from zoo_core._embedded import embedded_task
     >>> r = zoo_core.rank_models(embedded_task("digits5-9", 6), ["zoonet_s"], per_class=6)
     >>> r.best.name, r.best.strategy in ("linear_probe", "partial:1", "finetune", "scratch")
-    ('zoonet_s.digits04', True)
+    ('zoonet_s.glyphs', True)
     """
     from tqdm import tqdm
 

@@ -13,6 +13,8 @@ from typing import Any
 import zoo_core
 from zoo_core import BackboneFamily, BackboneSpec, DataConfig, WeightsSpec
 
+_FIRST_STRIDE = 4  # a stride-2 stem folds into the first stage
+
 
 def create_model(*, model_name: str, num_classes: int, **kwargs: Any) -> Any:
     """Builder: a randomly initialised timm model (weights are loaded by zoo_core)."""
@@ -61,6 +63,32 @@ def _weights(arch: str, tag: str, cfg: Any) -> WeightsSpec | None:
     )
 
 
+def _resolution_stages(model: Any, head: str) -> tuple[str, ...]:
+    """One stage per feature-map stride, declared by its last module (timm's
+    ``feature_info`` lists exactly those, with their stride as ``reduction``).
+
+    timm counts the stride-2 stem as a stage of its own (resnet's ``act1``, efficientnet's
+    ``blocks.0``); zoo_core folds it into the first stage, as torchvision's layouts do, so
+    ``partial:K`` trains the same parameters on both. Non-hierarchical models (every
+    feature at one stride: ViT blocks) keep each block as a stage.
+    """
+    feature_info = getattr(model, "feature_info", None) or []
+    listed = [(f["module"], f.get("reduction")) for f in feature_info if f.get("module")]
+    if listed and len({r for _, r in listed}) > 1 and all(r for _, r in listed):
+        last_of: dict[float, str] = {}
+        for module, reduction in listed:
+            last_of[float(reduction)] = module
+        folded = [m for r, m in sorted(last_of.items()) if r >= _FIRST_STRIDE]
+        if folded:
+            return tuple(folded)
+    if listed:
+        return tuple(m for m, _ in listed)
+    return tuple(
+        n for n, m in model.named_children()
+        if n != head.split(".")[0] and any(True for _ in m.parameters())
+    )
+
+
 def _get_spec(arch: str) -> BackboneSpec:
     import timm
     import torch
@@ -78,13 +106,7 @@ def _get_spec(arch: str) -> BackboneSpec:
         model = timm.create_model(arch, pretrained=False)
     classifier = model.pretrained_cfg.get("classifier") or "head"
     head = classifier if isinstance(classifier, str) else classifier[0]
-    feature_info = getattr(model, "feature_info", None) or []
-    stages = tuple(f["module"] for f in feature_info if f.get("module"))
-    if not stages:
-        stages = tuple(
-            n for n, m in model.named_children()
-            if n != head.split(".")[0] and any(True for _ in m.parameters())
-        )
+    stages = _resolution_stages(model, head)
     first = next(iter(cfgs.values()), None)
     data_config = _data_config(first) if first is not None else DataConfig()
     return BackboneSpec(

@@ -4,7 +4,7 @@ Listed lazily like timm's (the registry caches the name list per torchvision ver
 torchvision publishes its ImageNet weights as pickled ``.pth`` files; zoo_core never
 unpickles arbitrary objects: such a file is downloaded, checked against the hash prefix
 in its published name, and converted once with ``torch.load(weights_only=True)`` into a
-cached safetensors file (see ``zoo_core._weights``).
+cached safetensors file (see zoo_core's weights module).
 """
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ from typing import Any
 import zoo_core
 from zoo_core import BackboneFamily, BackboneSpec, DataConfig, WeightsSpec
 
-# Stages by family, ordered input -> output. Anything before the first stage (the stem)
-# is frozen with it; anything after the last (a final norm) trains with it.
+# Blocks by family, ordered input -> output; _layout groups them into one stage per
+# stride (zoo_core.resolution_stages). Anything before the first stage (the stem) is
+# frozen with it; anything after the last (a final norm) trains with it.
 _STAGES: list[tuple[str, tuple[str, ...]]] = [
     (r"(resnet|resnext|wide_resnet)\d", ("layer1", "layer2", "layer3", "layer4")),
-    (r"regnet_", ("stem", "trunk_output.block1", "trunk_output.block2",
+    # regnet's stride-2 stem folds into block1 (built with real buffers, the meta forward
+    # that groups by stride cannot run, so the recipe states the stages)
+    (r"regnet_", ("trunk_output.block1", "trunk_output.block2",
                   "trunk_output.block3", "trunk_output.block4")),
     (r"vit_b_|vit_l_", tuple(f"encoder.layers.encoder_layer_{i}" for i in range(12))),
     (r"vit_h_", tuple(f"encoder.layers.encoder_layer_{i}" for i in range(32))),
     (r"swin_", tuple(f"features.{i}" for i in range(8))),
     (r"convnext_", tuple(f"features.{i}" for i in range(8))),
-    (r"maxvit_", ("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3")),
+    (r"maxvit_", ("blocks.0", "blocks.1", "blocks.2", "blocks.3")),
     (r"shufflenet_", ("conv1", "stage2", "stage3", "stage4", "conv5")),
     (r"googlenet", ("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a",
                     "inception4b", "inception4c", "inception4d", "inception4e",
@@ -67,24 +70,25 @@ def _list_names() -> dict[str, list[str]]:
     return names
 
 
-def _layout(name: str) -> tuple[str, tuple[str, ...]]:
-    import torch
-
-    try:
-        with torch.device("meta"):
-            model = create_model(model_name=name, num_classes=_HEAD_PROBE)
-    except (RuntimeError, NotImplementedError):
-        # regnet computes widths with real tensors; build with only the parameters on meta
-        from zoo_core._fastload import _construct_on_meta
-
-        model, _ = _construct_on_meta(
-            lambda: create_model(model_name=name, num_classes=_HEAD_PROBE))
+def _layout(name: str, input_size: tuple[int, int, int]) -> tuple[str, tuple[str, ...]]:
+    model = zoo_core.build_on_meta(
+        lambda: create_model(model_name=name, num_classes=_HEAD_PROBE))
     heads = [n for n, m in model.named_modules()
              if getattr(getattr(m, "weight", None), "shape", (0,))[0] == _HEAD_PROBE]
     head = heads[-1]
+    candidates = _candidates(model, name, head)
+    try:  # one stage per stride (the stem folded into the first), as timm's feature_info
+        stages = zoo_core.resolution_stages(model, candidates, input_size)
+    except Exception:  # a model the meta forward cannot run keeps its listed blocks
+        stages = candidates
+    return head, stages
+
+
+def _candidates(model: Any, name: str, head: str) -> tuple[str, ...]:
+    """The architecture's blocks, input to output, before grouping by stride."""
     for pattern, stages in _STAGES:
         if re.match(pattern, name):
-            return head, stages
+            return stages
     # Generic: descend while the backbone is a single container (vgg's `features`...).
     prefix, module = "", model
     while True:
@@ -94,13 +98,12 @@ def _layout(name: str) -> tuple[str, tuple[str, ...]]:
         if len(kids) == 1 and any(True for _ in kids[0][1].children()):
             prefix, module = f"{prefix}{kids[0][0]}.", kids[0][1]
             continue
-        return head, tuple(f"{prefix}{n}" for n, _ in kids)
+        return tuple(f"{prefix}{n}" for n, _ in kids)
 
 
 def _get_spec(name: str) -> BackboneSpec:
     from torchvision.models import get_model_weights
 
-    head, stages = _layout(name)
     weights = []
     try:
         enum = list(get_model_weights(name))
@@ -130,6 +133,7 @@ def _get_spec(name: str) -> BackboneSpec:
             data_config=dc,
             extra={"format": "torch-pickle"},  # converted once, safely (see module doc)
         ))
+    head, stages = _layout(name, data_config.input_size)
     default = None
     try:
         default = get_model_weights(name).DEFAULT.name  # type: ignore[attr-defined]

@@ -122,7 +122,8 @@ def test_arch_tag_names_select_weights():
 def test_bad_spec_layout_error_names_plugin(make_dist, tiny_plugin_source):
     source = tiny_plugin_source("badnet", "bad_zoo").replace('head="head"', 'head="classifier"')
     make_dist("bad-zoo", "bad_zoo", source)
-    with pytest.raises(zoo_core.SpecError, match=r"plugin 'bad_zoo' \(bad-zoo\).*'classifier'"):
+    with pytest.raises(zoo_core.SpecError,
+                       match=r"plugin 'bad_zoo' \(bad-zoo 1\.0\).*'classifier'"):
         zoo_core.build_model("badnet", 2, "scratch")
 
 

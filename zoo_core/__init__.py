@@ -27,6 +27,7 @@ from zoo_core.errors import (
     HubError,
     InvalidArgumentError,
     PluginLoadError,
+    ShadowedModelWarning,
     SpecError,
     StrategyError,
     TransferNotRecommendedError,
@@ -40,7 +41,11 @@ __version__ = "0.1.0"
 
 # Public callables live in private modules that may import torch; load them on first use.
 _LAZY = {
+    "Registry": "zoo_core._registry",
     "build_model": "zoo_core._builder",
+    "build_on_meta": "zoo_core._layout",
+    "check_plugin": "zoo_core._validate",
+    "hash_file": "zoo_core._validate",
     "convert_checkpoint": "zoo_core._weights",
     "decide_strategy": "zoo_core._strategies",
     "finetune": "zoo_core._finetune",
@@ -50,7 +55,10 @@ _LAZY = {
     "param_groups": "zoo_core._strategies",
     "push_to_hub": "zoo_core._hub",
     "rank_models": "zoo_core._rank",
+    "resolution_stages": "zoo_core._layout",
     "save_pretrained": "zoo_core._hub",
+    "stage_table": "zoo_core._layout",
+    "stratified_split": "zoo_core._data",
 }
 
 __all__ = [
@@ -64,6 +72,8 @@ __all__ = [
     "ModelInfo",
     "PluginInfo",
     "PluginLoadError",
+    "Registry",
+    "ShadowedModelWarning",
     "SpecError",
     "StrategyError",
     "TransferNotRecommendedError",
@@ -73,17 +83,23 @@ __all__ = [
     "ZooError",
     "__version__",
     "build_model",
+    "build_on_meta",
+    "check_plugin",
     "convert_checkpoint",
     "decide_strategy",
     "finetune",
     "get_model_info",
+    "hash_file",
     "hookimpl",
     "list_models",
     "list_plugins",
     "param_groups",
     "push_to_hub",
     "rank_models",
+    "resolution_stages",
     "save_pretrained",
+    "stage_table",
+    "stratified_split",
 ]
 
 
@@ -102,9 +118,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo_core._builder import build_model
+    from zoo_core._data import stratified_split
     from zoo_core._finetune import finetune
     from zoo_core._hub import push_to_hub, save_pretrained
+    from zoo_core._layout import build_on_meta, resolution_stages, stage_table
     from zoo_core._rank import rank_models
-    from zoo_core._registry import get_model_info, list_models, list_plugins
+    from zoo_core._registry import Registry, get_model_info, list_models, list_plugins
     from zoo_core._strategies import decide_strategy, param_groups
+    from zoo_core._validate import check_plugin, hash_file
     from zoo_core._weights import convert_checkpoint

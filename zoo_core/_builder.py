@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from zoo_core._registry import HUB_PREFIX, Registry, get_registry, resolve_builder
 from zoo_core._specs import BackboneSpec, ModelInfo, WeightsSpec
 from zoo_core._strategies import Strategy, apply_strategy, decide_strategy, parse_strategy
-from zoo_core.errors import InvalidArgumentError, SpecError, StrategyError
+from zoo_core._validate import call_builder, validate_built
+from zoo_core.errors import InvalidArgumentError, StrategyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -114,11 +115,7 @@ def build_from_spec(
     kwargs = dict(spec.builder_kwargs)
 
     def construct() -> nn.Module:
-        try:
-            return builder(num_classes=num_classes, **kwargs)  # type: ignore[no-any-return]
-        except TypeError as exc:
-            raise SpecError(f"builder {spec.builder!r} of plugin {spec.plugin!r} failed for "
-                            f"{spec.name!r}: {exc}") from exc
+        return call_builder(spec, builder, num_classes, kwargs)
 
     started = time.perf_counter()
     # 4. construct, 5. load weights (fast path: meta + mmap + assign), 6. head
@@ -139,7 +136,7 @@ def build_from_spec(
         if dropped:
             log.info("%s: dropped pretrained head keys %s (num_classes %s -> %s)",
                      spec.qualified_name, ", ".join(dropped), wspec.num_classes, num_classes)
-    _check_layout(model, spec)
+    validate_built(model, spec, num_classes)  # head/stages exist, in order, head width
     # 7. strategy
     trainable, frozen = apply_strategy(model, strategy, head=spec.head, stages=spec.stages)
     labels = _labels(label_names, wspec, num_classes)
@@ -227,19 +224,6 @@ def _weights_spec(spec: BackboneSpec, weights: object, strategy: Strategy) -> We
             "use strategy='scratch', or pass weights=<path, URL or hf-hub: repo>"
         )
     return wspec
-
-
-def _check_layout(model: nn.Module, spec: BackboneSpec) -> None:
-    """A spec naming modules that do not exist is the plugin's bug: say which plugin."""
-    names = {n for n, _ in model.named_modules()}
-    missing = [p for p in (spec.head, *spec.stages) if p not in names]
-    if missing:
-        top = ", ".join(n for n in names if n and "." not in n)
-        raise SpecError(
-            f"plugin {spec.plugin!r} ({spec.distribution}) declares module(s) "
-            f"{', '.join(map(repr, missing))} for {spec.name!r}, but the built model has no "
-            f"such module (top-level modules: {top}); fix the head/stages in the plugin's spec"
-        )
 
 
 def _labels(label_names: Sequence[str] | None, wspec: WeightsSpec | None,

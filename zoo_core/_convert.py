@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo_core._digests import sha256_file
-from zoo_core._safefs import disk_full_error, is_disk_full
+from zoo_core._safefs import as_output_file, disk_full_error, is_disk_full
 from zoo_core._safetensors_header import check_safetensors, is_pickle_path
 from zoo_core.errors import InvalidArgumentError, WeightsError
 
@@ -93,6 +93,7 @@ def convert_checkpoint(
             needed = sum(t.numel() * t.element_size() for t in tensors.values())
             raise write_error(exc, dst_path.parent, needed, f"{dst_path.name}") from exc
         check_safetensors(tmp, name=str(dst_path))
+        as_output_file(tmp)  # mkstemp made it 0600; an output file follows the umask
         digest = sha256_file(tmp)
         if overwrite:
             os.replace(tmp, dst_path)

@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,13 @@ from zoo_core.errors import (
     DuplicateModelError,
     InvalidArgumentError,
     PluginLoadError,
+    ShadowedModelWarning,
     SpecError,
     UnknownModelError,
 )
 
-__all__ = ["Registry", "get_model_info", "get_registry", "list_models", "list_plugins"]
+__all__ = ["ListedModel", "Registry", "get_model_info", "get_registry", "list_models",
+           "list_plugins"]
 
 log = logging.getLogger("zoo_core.registry")
 
@@ -72,7 +75,8 @@ class _Plugin:
 
     def info(self, num_models: int) -> PluginInfo:
         return PluginInfo(self.name, self.distribution, self.version, self.status,
-                          self.error, num_models)
+                          self.error, num_models,
+                          tuple(f"{f.name} {f.version}" for f in self.families))
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,36 @@ class Resolved:
     tag: str | None = None
 
 
+@dataclass(frozen=True)
+class ListedModel:
+    """One row of ``zoo list``: the name to type, its plugin, its weights tags, and the
+    other plugins' models of the same name (``shadows``) or the one that wins the bare
+    name (``shadowed_by``)."""
+
+    name: str
+    plugin: str
+    tags: tuple[str, ...] = ()
+    shadows: tuple[str, ...] = ()
+    shadowed_by: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "plugin": self.plugin, "tags": list(self.tags),
+                "shadows": list(self.shadows), "shadowed_by": self.shadowed_by}
+
+
 class Registry:
     """The set of loaded plugins and the models they register.
 
-    >>> reg = Registry()
+    ``plugins`` are ``(name, module_or_object)`` pairs, the same shape as the entry points
+    of the ``zoo_core`` group (entry-point name -> the module it loads), registered after
+    them. With ``autoload=False`` (or ``ZOO_CORE_DISABLE_PLUGIN_AUTOLOAD=1``) only these
+    are loaded. ``strict=True`` makes any plugin failure raise ``PluginLoadError``.
+    Pass the registry to :func:`zoo_core.build_model` with ``registry=``.
+
+    >>> import zoo_core_plugins.zoonet as zoonet
+    >>> reg = Registry(plugins=[("zoonet", zoonet)], autoload=False)
+    >>> reg.list_models()
+    ['zoonet_m', 'zoonet_s']
     >>> reg.resolve("zoonet_s").spec.plugin
     'zoonet'
     """
@@ -113,6 +143,7 @@ class Registry:
         self._plugins: dict[str, _Plugin] = {}
         self._lock = threading.RLock()
         self._spec_cache: dict[tuple[str, str], BackboneSpec] = {}
+        self._warned_shadowed: set[str] = set()
         if autoload:
             for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
                              key=lambda e: e.name):
@@ -227,11 +258,14 @@ class Registry:
     def providers(self, name: str) -> list[str]:
         return [p.name for p in self._plugins.values() if name in self._names_of(p)]
 
-    def _choose(self, name: str, providers: list[str]) -> str:
+    def _choose(self, name: str, providers: list[str], *, warn: bool = True) -> str:
         if len(providers) == 1:
             return providers[0]
         for preferred in self.catalog.prefer:
             if preferred in providers:
+                unordered = [p for p in providers if p not in self.catalog.prefer]
+                if unordered and warn:
+                    self._warn_shadowed(name, preferred, unordered)
                 return preferred
         both = ", ".join(f"{p} (distribution {self._plugins[p].distribution})" for p in providers)
         raise DuplicateModelError(
@@ -240,8 +274,30 @@ class Registry:
             "with [plugins] prefer in registry.toml"
         )
 
-    def list_models(self, pattern: str | None = None, *, pretrained: bool | None = None,
-                    plugin: str | None = None) -> list[str]:
+    def _warn_shadowed(self, name: str, winner: str, losers: list[str]) -> None:
+        """Once per name: a plugin outside ``[plugins] prefer`` lost the bare name."""
+        with self._lock:
+            if name in self._warned_shadowed:
+                return
+            self._warned_shadowed.add(name)
+
+        def who(p: str) -> str:
+            plugin = self._plugins[p]
+            return f"plugin {p!r} (distribution {plugin.distribution} {plugin.version})".rstrip()
+
+        lost = ", ".join(f"{who(p)} as {p + '/' + name!r}" for p in losers)
+        warnings.warn(
+            f"model name {name!r} is registered by {who(winner)} and by {lost}; {name!r} "
+            f"means {winner + '/' + name!r} ([plugins] prefer in registry.toml). Use "
+            f"{losers[0] + '/' + name!r} for the other, or list {losers[0]!r} before "
+            f"{winner!r} in [plugins] prefer (ZOO_CORE_REGISTRY=your.toml)",
+            ShadowedModelWarning, stacklevel=4,
+        )
+
+    def models(self, pattern: str | None = None, *, pretrained: bool | None = None,
+               plugin: str | None = None, tags: bool = False) -> list[ListedModel]:
+        """Rows of ``zoo list``: every name to type, sorted; with ``tags=True`` one row
+        per ``name.tag`` (timm's ``list_models(pretrained=True)`` spelling)."""
         if plugin is not None and plugin not in self._plugins:
             raise UnknownModelError(f"no plugin named {plugin!r}; plugins: "
                                     f"{', '.join(sorted(self._plugins)) or 'none'}")
@@ -251,22 +307,41 @@ class Registry:
         for pname, names in per_plugin.items():
             for name in names:
                 owners.setdefault(name, []).append(pname)
-        out: list[str] = []
+        rows: list[ListedModel] = []
         for name, provs in owners.items():
             try:
-                chosen = [self._choose(name, provs)]
-                labels = [name]
+                chosen = self._choose(name, provs)
             except DuplicateModelError:
-                chosen = provs
-                labels = [f"{p}/{name}" for p in provs]
-            for pname, label in zip(chosen, labels, strict=True):
+                rows += [ListedModel(f"{p}/{name}", p, per_plugin[p][name]) for p in provs]
+                continue
+            losers = [p for p in provs if p != chosen]
+            rows.append(ListedModel(name, chosen, per_plugin[chosen][name],
+                                    shadows=tuple(f"{p}/{name}" for p in losers)))
+            rows += [ListedModel(f"{p}/{name}", p, per_plugin[p][name],
+                                 shadowed_by=f"{chosen}/{name}")
+                     for p in losers if p not in self.catalog.prefer]
+        out: list[ListedModel] = []
+        for row in rows:
+            if plugin is not None and row.plugin != plugin:
+                continue
+            if pretrained is not None and pretrained != bool(row.tags):
+                continue
+            base = row.name.rpartition("/")[2]
+            labels = [(f"{row.name}.{t}", (t,)) for t in row.tags] if tags else [
+                (row.name, row.tags)]
+            for label, row_tags in labels:
                 if pattern and not fnmatch.fnmatchcase(label, pattern) \
-                        and not fnmatch.fnmatchcase(name, pattern):
+                        and not fnmatch.fnmatchcase(base, pattern) \
+                        and not fnmatch.fnmatchcase(label.rpartition("/")[2], pattern):
                     continue
-                has = bool(per_plugin[pname][name])
-                if pretrained is None or pretrained == has:
-                    out.append(label)
-        return sorted(out)
+                out.append(ListedModel(label, row.plugin, row_tags, row.shadows,
+                                       row.shadowed_by))
+        return sorted(out, key=lambda r: r.name)
+
+    def list_models(self, pattern: str | None = None, *, pretrained: bool | None = None,
+                    plugin: str | None = None, tags: bool = False) -> list[str]:
+        return [row.name for row in self.models(pattern, pretrained=pretrained, plugin=plugin,
+                                                tags=tags)]
 
     def resolve(self, name: str) -> Resolved:
         """Map a user-facing name to one plugin's spec (aliases, ``plugin/``, ``.tag``)."""
@@ -419,15 +494,21 @@ def reset_registry(registry: Registry | None = None) -> None:
 
 
 def list_models(pattern: str | None = None, *, pretrained: bool | None = None,
-                plugin: str | None = None) -> list[str]:
+                plugin: str | None = None, tags: bool = False) -> list[str]:
     """Model names, optionally filtered by a wildcard pattern, weights and plugin.
+
+    With ``tags=True`` every pretrained ``name.tag`` is listed instead (timm's spelling).
+    A name that a plugin outside ``[plugins] prefer`` also registers is listed twice:
+    bare (the preferred plugin's) and ``plugin/name`` (the shadowed one).
 
     >>> list_models("zoonet_*")
     ['zoonet_m', 'zoonet_s']
     >>> "zoonet_s" in list_models(pretrained=True, plugin="zoonet")
     True
+    >>> list_models("zoonet_s", tags=True)
+    ['zoonet_s.digits04', 'zoonet_s.glyphs']
     """
-    return get_registry().list_models(pattern, pretrained=pretrained, plugin=plugin)
+    return get_registry().list_models(pattern, pretrained=pretrained, plugin=plugin, tags=tags)
 
 
 def get_model_info(name: str) -> BackboneSpec:

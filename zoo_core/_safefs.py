@@ -24,6 +24,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,22 @@ def make_dirs(path: Path) -> None:
     if path.is_symlink():
         raise WeightsError(f"cache directory {path} is a symlink; zoo_core does not follow "
                            "links inside its cache. Remove it (`zoo cache clean`)")
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def as_output_file(path: Path | str) -> None:
+    """Give a written output file the mode any new file gets (0666 less the umask).
+
+    safetensors writes its files 0600 and ``mkstemp`` makes them 0600; output files (a
+    converted checkpoint, a run's weights) should be as readable as the run's other
+    files, for the group too where the umask allows.
+    """
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        umask = os.umask(0o077)
+        os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def refuse_link(path: Path, what: str) -> bool:

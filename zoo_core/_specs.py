@@ -132,6 +132,7 @@ class PluginInfo:
     status: str  # "ok" | "failed" | "blocked"
     error: str | None = None
     num_models: int = 0
+    provides: tuple[str, ...] = ()  # "timm 1.0.15": the libraries whose models it lists
 
 
 @dataclass(frozen=True)

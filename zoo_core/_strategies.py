@@ -66,7 +66,13 @@ def parse_strategy(value: str | Strategy) -> Strategy:
         if k < 1:
             raise StrategyError("partial:K needs K >= 1 (partial:0 would be linear_probe)")
         return Strategy("partial", k)
-    raise StrategyError(f"unknown strategy {value!r}; choose one of {', '.join(NAMES)}")
+    import difflib
+
+    known = [n for n in NAMES if n != "partial:K"] + ["partial:1", "partial:2"]
+    close = difflib.get_close_matches(text.lower(), known, n=1, cutoff=0.6)
+    hint = (f" Did you mean {'partial:K' if close[0].startswith('partial') else close[0]!r}?"
+            if close else "")
+    raise StrategyError(f"unknown strategy {value!r}.{hint} Choose one of {', '.join(NAMES)}")
 
 
 def decide_strategy(
@@ -166,36 +172,11 @@ def _freeze_batchnorm(module: nn.Module) -> None:
 
 
 def _groups(model: nn.Module, head: str, stages: tuple[str, ...]) -> dict[str, int]:
-    """Map every module path to a group: -1 head, 0..n-1 stage index, n the neck.
+    """Map every module path to a group: -1 head, 0..n-1 stage index, n after the last
+    stage, -2 a container of stages (see :func:`zoo_core._layout.stage_groups`)."""
+    from zoo_core._layout import stage_groups
 
-    Modules before the first stage (the stem) count with stage 0; modules after the last
-    stage that are not the head (a final norm) form the neck, trained with the last stage.
-    """
-    order = [name for name, _ in model.named_modules()]
-    index = {name: i for i, name in enumerate(order)}
-
-    def within(path: str, root: str) -> bool:
-        return root == "" or path == root or path.startswith(root + ".")
-
-    spans: list[tuple[int, int]] = []  # (last module index of stage, stage index)
-    for i, stage in enumerate(stages):
-        members = [j for j, n in enumerate(order) if within(n, stage)]
-        spans.append((max(members), i))
-    out: dict[str, int] = {}
-    for path in order:
-        if within(path, head):
-            out[path] = -1
-            continue
-        pos = index[path]
-        group = len(stages)
-        for hi, i in spans:
-            if pos <= hi:
-                group = i
-                break
-        if path == "" or any(within(stage, path) and stage != path for stage in stages):
-            group = -2  # a container of stages: its own direct params are handled below
-        out[path] = group
-    return out
+    return stage_groups(model, head, stages)
 
 
 def apply_strategy(model: nn.Module, strategy: Strategy, *, head: str,

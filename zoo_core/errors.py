@@ -11,6 +11,7 @@ __all__ = [
     "HubError",
     "InvalidArgumentError",
     "PluginLoadError",
+    "ShadowedModelWarning",
     "SpecError",
     "StrategyError",
     "TransferNotRecommendedError",
@@ -41,6 +42,11 @@ class DuplicateModelError(ZooError, LookupError):
 
 class PluginLoadError(ZooError, ImportError):
     """A plugin failed to import or raised in its hook (fatal only in strict mode)."""
+
+
+class ShadowedModelWarning(UserWarning):
+    """A plugin's model name is also registered by a plugin listed first in ``[plugins]
+    prefer``: the bare name means the preferred one; ``plugin/name`` reaches the other."""
 
 
 class SpecError(ZooError, ValueError):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zoo_core._data import stratified_split  # one split rule for every dataset
+from zoo_core import stratified_split  # one split rule for every dataset
 from zoo_core_plugins.zoonet._imagefolder import check_split_names, export_tree
 
 SOURCE_CLASSES: tuple[int, ...] = (0, 1, 2, 3, 4)

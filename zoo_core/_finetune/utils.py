@@ -47,9 +47,12 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, Any],
                          metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
+    from zoo_core._safefs import as_output_file
+
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        as_output_file(tmp)  # safetensors writes 0600; a run's files follow the umask
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -77,3 +77,119 @@ def test_convert_then_build_from_converted(capsys, tmp_path):
                                                   ref.state_dict().values(), strict=True))
     code, _, err = run(capsys, "build", "zoonet_s", "-n", "5", "-w", str(src))
     assert code == 2 and "zoo convert" in err
+
+
+def test_version_and_defaults_in_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and "zoo-core" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 16)" in out and "(default: None)" not in out
+
+
+def test_json_on_list_info_plugins_build(capsys):
+    code, out, _ = run(capsys, "list", "zoonet*", "--json")
+    assert code == 0 and [r["name"] for r in json.loads(out)] == ["zoonet_m", "zoonet_s"]
+    code, out, _ = run(capsys, "info", "zoonet_s", "--json")
+    params = json.loads(out)["parameters"]
+    assert params["partial"]["partial:1"] < params["total_params"]
+    code, out, _ = run(capsys, "plugins", "--json")
+    timm_row = next(p for p in json.loads(out) if p["name"] == "timm")
+    assert timm_row["provides"][0].startswith("timm ")
+    code, out, _ = run(capsys, "build", "zoonet_s", "-n", "3", "-s", "linear_probe", "--json")
+    built = json.loads(out)
+    assert built["strategy"] == "linear_probe"
+    assert built["trainable_params"] == built["parameters"]["head"]["params"]
+
+
+def test_plugins_table_names_the_library_providing_the_models(capsys):
+    import importlib.metadata
+
+    code, out, _ = run(capsys, "plugins")
+    assert f"timm {importlib.metadata.version('timm')}" in out
+    assert f"torchvision {importlib.metadata.version('torchvision')}" in out
+
+
+def test_list_tags_shows_arch_tag_names(capsys):
+    code, out, _ = run(capsys, "list", "zoonet_s*", "--tags")
+    assert out.split() == ["zoonet_s.digits04", "zoonet_s.glyphs"]
+    code, out, _ = run(capsys, "list", "resnet18.*", "--tags", "--plugin", "timm")
+    assert "resnet18.a1_in1k" in out.split()
+
+
+def test_info_and_build_show_what_partial_k_trains(capsys):
+    code, out, _ = run(capsys, "info", "torchvision/densenet121")
+    assert code == 0 and "partial:1 trains" in out and "features.denseblock1" in out
+    code, out, _ = run(capsys, "build", "zoonet_s", "-n", "3", "-s", "linear_probe")
+    assert "what partial:K would train" in out
+
+
+def test_strategy_typo_gets_a_suggestion(capsys):
+    code, _, err = run(capsys, "build", "zoonet_s", "-n", "3", "-s", "linear_prob")
+    assert code == 2 and "Did you mean 'linear_probe'?" in err
+
+
+def test_cli_messages_use_flags_not_python_arguments(capsys):
+    code, _, err = run(capsys, "finetune", "--resume")
+    assert code == 2 and "--resume" in err and "resume=True" not in err
+
+
+def test_hash_prints_the_sha256_to_pin(capsys, tmp_path):
+    import hashlib
+
+    f = tmp_path / "w.safetensors"
+    f.write_bytes(b"weights")
+    code, out, _ = run(capsys, "hash", str(f))
+    assert code == 0 and out.strip() == hashlib.sha256(b"weights").hexdigest()
+    code, _, err = run(capsys, "hash", str(tmp_path / "missing"))
+    assert code == 2 and "missing" in err
+
+
+def test_converted_weights_follow_the_umask(capsys, tmp_path):
+    import os
+    import stat
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "a.pth")
+    old = os.umask(0o022)
+    try:
+        assert main(["convert", str(tmp_path / "a.pth"), str(tmp_path / "a.safetensors")]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.safetensors").stat().st_mode) == 0o644
+
+
+def test_broken_pipe_prints_no_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for cmd in ("list", "info zoonet_s --json"):
+        proc = subprocess.run(
+            f"{sys.executable} -m zoo_core.cli {cmd} | head -1", shell=True, env=env,
+            capture_output=True, text=True, timeout=120)
+        assert proc.stdout.strip() and "Traceback" not in proc.stderr
+        assert "BrokenPipeError" not in proc.stderr
+
+
+def test_push_resolves_a_run_folder_to_best_and_fills_the_card(capsys, tmp_path, monkeypatch):
+    import zoo_core
+    from zoo_core import _hub
+
+    run_dir = tmp_path / "run"
+    zoo_core.save_pretrained(zoo_core.build_model("zoonet_s", 3, "linear_probe"),
+                             run_dir / "best")
+    assert "hf-hub:ORG/NAME" in (run_dir / "best" / "README.md").read_text()
+    pushed = {}
+
+    def fake_push(folder, repo_id, **kwargs):
+        pushed["card"] = (folder / "README.md").read_text()
+        pushed["weights"] = (folder / "model.safetensors").is_file()
+        return f"https://hub/{repo_id}"
+
+    monkeypatch.setattr(_hub, "push_directory", fake_push)
+    code, out, _ = run(capsys, "push", str(run_dir), "me/digits")
+    assert code == 0 and "best" in out and pushed["weights"]
+    assert "hf-hub:me/digits" in pushed["card"] and "ORG/NAME" not in pushed["card"]

@@ -158,7 +158,6 @@ def predict(model: str, images: list[str], *, top_k: int = 5, batch_size: int = 
 def add_cli(sub: Any) -> None:
     """``zoo eval`` and ``zoo predict``."""
     p = sub.add_parser("eval", help="evaluate a model on an image folder",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Accuracy, per-class precision/recall and a confusion "
                                    "matrix (PNG + JSON) of MODEL (a name, hf-hub:org/repo or "
                                    "a saved folder such as runs/x/best) on DIR/val/<class>/* "
@@ -172,8 +171,7 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k labels for images",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("predict", help="top-k labels for images")
     p.add_argument("model", metavar="MODEL_OR_DIR")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=5)

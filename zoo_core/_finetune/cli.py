@@ -27,7 +27,6 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``zoo finetune`` to the ``zoo`` command's subparsers."""
     p = subparsers.add_parser(
         "finetune", help="fine-tune a model on an image folder (default: embedded digits)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Fine-tune MODEL on an ImageFolder tree. Without --data: the embedded "
                     "digits 5-9 task. --compare runs every strategy on the four cells of the "
                     "transfer-learning table (embedded data) and prints what auto chose. "

@@ -25,8 +25,6 @@ _STAGES: list[tuple[str, tuple[str, ...]]] = [
     # that groups by stride cannot run, so the recipe states the stages)
     (r"regnet_", ("trunk_output.block1", "trunk_output.block2",
                   "trunk_output.block3", "trunk_output.block4")),
-    (r"vit_b_|vit_l_", tuple(f"encoder.layers.encoder_layer_{i}" for i in range(12))),
-    (r"vit_h_", tuple(f"encoder.layers.encoder_layer_{i}" for i in range(32))),
     (r"swin_", tuple(f"features.{i}" for i in range(8))),
     (r"convnext_", tuple(f"features.{i}" for i in range(8))),
     (r"maxvit_", ("blocks.0", "blocks.1", "blocks.2", "blocks.3")),
@@ -89,6 +87,8 @@ def _candidates(model: Any, name: str, head: str) -> tuple[str, ...]:
     for pattern, stages in _STAGES:
         if re.match(pattern, name):
             return stages
+    if name.startswith("vit_"):  # every encoder layer (12 in vit_b, 24 in vit_l, 32 in vit_h)
+        return tuple(f"encoder.layers.{n}" for n, _ in model.encoder.layers.named_children())
     # Generic: descend while the backbone is a single container (vgg's `features`...).
     prefix, module = "", model
     while True:

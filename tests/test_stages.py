@@ -19,6 +19,7 @@ SHARED = [  # (timm name, torchvision name): one architecture, two providers
     ("convnext_tiny", "convnext_tiny"),
     ("mobilenetv2_100", "mobilenet_v2"),
     ("swin_tiny_patch4_window7_224", "swin_t"),
+    ("inception_v3", "inception_v3"),  # unpadded convs: 299 -> 73 -> 71 is still stride 4
 ]
 
 
@@ -62,3 +63,4 @@ def test_table_counts_match_what_apply_strategy_trains():
 
 def test_non_hierarchical_models_keep_each_block():
     assert len(get_registry().resolve("timm/vit_tiny_patch16_224").spec.stages) == 12
+    assert len(get_registry().resolve("torchvision/vit_l_16").spec.stages) == 24

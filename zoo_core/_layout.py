@@ -14,6 +14,7 @@ trains with the last stage.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,10 +106,13 @@ def _stride(out: Any, height: int) -> float | None:
     if shape is None or len(shape) != 4:
         return None
     if shape[2] == shape[3] and 0 < shape[2] <= height:
-        return height / int(shape[2])
-    if shape[1] == shape[2] and 0 < shape[1] <= height:
-        return height / int(shape[1])
-    return None
+        size = int(shape[2])
+    elif shape[1] == shape[2] and 0 < shape[1] <= height:
+        size = int(shape[1])
+    else:
+        return None
+    # unpadded convolutions (inception) shave pixels: 299 -> 73 -> 71 is one stride, 4
+    return float(2 ** round(math.log2(height / size)))
 
 
 def resolution_stages(model: nn.Module, candidates: Sequence[str],

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import zoo_core
 from zoo_core._strategies import decide_strategy, parse_strategy
 
-STRATEGIES = ["linear_probe", "partial:1", "partial:2", "partial:4", "finetune", "scratch"]
+STRATEGIES = ["linear_probe", "partial:1", "partial:2", "partial:3", "finetune", "scratch"]
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -96,7 +96,7 @@ def test_pretrained_weights_really_loaded_and_scratch_differs() -> None:
 
 
 def test_partial_beyond_stages_is_a_clear_error() -> None:
-    with pytest.raises(zoo_core.StrategyError, match=r"partial:9 .* has 4"):
+    with pytest.raises(zoo_core.StrategyError, match=r"partial:9 .* has 3"):
         zoo_core.build_model("zoonet_s", 3, "partial:9")
 
 

@@ -45,7 +45,7 @@ def test_hook_registers_both_specs():
     assert [s.name for s in got] == NAMES
     for s in got:
         assert isinstance(s, BackboneSpec)
-        assert s.head == "head" and s.stages == ("stem", "stages.0", "stages.1", "stages.2")
+        assert s.head == "head" and s.stages == ("stages.0", "stages.1", "stages.2")
         assert s.default_weights == "glyphs"
         w = s.weights_tag("default")
         assert w.tag == "glyphs" and w.num_classes == len(glyphs.PRETRAIN_CLASSES) == 546
@@ -82,7 +82,8 @@ def test_builder_layout_and_shapes(name):
     head = model.get_submodule(spec.head)
     assert isinstance(head, nn.Linear) and head.out_features == 7
     assert head.in_features == model.num_features
-    stages = [model.get_submodule(p) for p in spec.stages]
+    # the stem folds into the first stage: it runs before it
+    stages = [model.get_submodule(p) for p in ("stem", *spec.stages)]
     first_conv = model.get_submodule(spec.data_config.first_conv)
     assert isinstance(first_conv, nn.Conv2d) and first_conv.in_channels == 3
     # every parameter is in exactly one stage or the head (so partial:K covers the backbone)

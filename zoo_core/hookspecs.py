@@ -17,7 +17,7 @@ A complete third-party plugin::
             name="mynet_s",
             builder="my_zoo_plugin.arch:mynet_s",   # imported only when built
             head="fc",
-            stages=("stem", "layer1", "layer2"),
+            stages=("layer1", "layer2", "layer3"),  # one per resolution, input -> output
         ))
 """
 

@@ -93,7 +93,9 @@ _DESCRIPTIONS = {
     "zoonet_s": "zoonet small: 3-stage conv-BN-ReLU CNN for 32x32 inputs, ~75k parameters",
     "zoonet_m": "zoonet medium: 3-stage conv-BN-ReLU CNN for 32x32 inputs, ~0.46M parameters",
 }
-STAGES = ("stem", "stages.0", "stages.1", "stages.2")
+# One stage per resolution (each halves it), the stride-1 stem folded into the first, as
+# for every other provider: partial:3 trains the whole backbone.
+STAGES = ("stages.0", "stages.1", "stages.2")
 
 
 def weights_source(name: str, tag: str = GLYPHS_TAG) -> str:

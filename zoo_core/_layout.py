@@ -203,23 +203,24 @@ class StageTable:
         }
 
     def lines(self) -> list[str]:
-        """A printable table: each stage, and what partial:K trains for K = its index."""
+        """A printable table: each stage, and what ``partial:K`` trains when the stage is
+        the earliest one it trains (K counts stages from the output end)."""
         n = len(self.stages)
         total = max(self.total, 1)
-        out = [f"{'stage':<40} {'params':>12}   trained by"]
+        out = [f"{'stage':<40} {'params':>12}   {'strategy':<10} {'trains':>12}"]
         for i, (stage, count) in enumerate(zip(self.stages, self.stage_params, strict=True)):
             label = f"{i}: {stage}" + (" (+ stem)" if i == 0 else "")
             label += " (+ after)" if i == n - 1 and n > 1 else ""
             k = n - i
             trains = self.partial_trainable(k)
-            out.append(f"{label:<40} {count:>12,}   partial:{k}..{n} "
-                       f"(partial:{k} trains {trains:,} = {100 * trains / total:.1f}%)")
-        out.append(f"{'head: ' + self.head:<40} {self.head_params:>12,}   every strategy")
+            out.append(f"{label:<40} {count:>12,}   {'partial:' + str(k):<10} {trains:>12,} "
+                       f"({100 * trains / total:.1f}%)")
+        out.append(f"{'head: ' + self.head:<40} {self.head_params:>12,}   {'always':<10}")
         if self.other_params:
             out.append(f"{'top-level tensors':<40} {self.other_params:>12,}   "
-                       f"partial:{n}, finetune")
+                       f"{'partial:' + str(n):<10}")
         out.append(f"{'total':<40} {self.total:>12,}")
-        return out
+        return [line.rstrip() for line in out]
 
 
 def stage_table(model: nn.Module, head: str, stages: Sequence[str]) -> StageTable:

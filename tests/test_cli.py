@@ -124,7 +124,7 @@ def test_list_tags_shows_arch_tag_names(capsys):
 def test_info_and_build_show_what_partial_k_trains(capsys):
     code, out, _ = run(capsys, "info", "torchvision/densenet121")
     assert code == 0 and "features.denseblock1 (+ stem)" in out
-    assert "partial:1      3,711,464 (46.5%)" in out  # the stride-32 stage, not only norm5
+    assert "partial:1 3,711,464 (46.5%)" in " ".join(out.split())  # not only norm5
     code, out, _ = run(capsys, "build", "zoonet_s", "-n", "3", "-s", "linear_probe")
     assert "what partial:K would train" in out
 

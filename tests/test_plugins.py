@@ -160,3 +160,13 @@ def test_first_party_plugins_import_only_the_public_api():
                for p in root.rglob("*.py")
                for m in re.finditer(r"zoo_core\._\w+", p.read_text(encoding="utf-8"))]
     assert private == []
+
+
+def test_registry_takes_plugins_as_entry_points_name_them(make_dist, tiny_plugin_source):
+    make_dist("good-zoo", "good_zoo", tiny_plugin_source("goodnet", "good_zoo"))
+    reg = zoo_core.Registry(plugins={"good": "good_zoo", "gone": "no_such_module"},
+                            autoload=False)
+    assert reg.list_models() == ["goodnet"]
+    status = {p.name: (p.status, p.error) for p in reg.plugins()}
+    assert status["good"] == ("ok", None)
+    assert status["gone"][0] == "failed" and "no_such_module" in status["gone"][1]

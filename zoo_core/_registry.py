@@ -107,11 +107,13 @@ class ListedModel:
 class Registry:
     """The set of loaded plugins and the models they register.
 
-    ``plugins`` are ``(name, module_or_object)`` pairs, the same shape as the entry points
-    of the ``zoo_core`` group (entry-point name -> the module it loads), registered after
-    them. With ``autoload=False`` (or ``ZOO_CORE_DISABLE_PLUGIN_AUTOLOAD=1``) only these
-    are loaded. ``strict=True`` makes any plugin failure raise ``PluginLoadError``.
-    Pass the registry to :func:`zoo_core.build_model` with ``registry=``.
+    ``plugins`` maps plugin names to modules, the same shape as the entry points of the
+    ``zoo_core`` group (entry-point name -> module): a dict or ``(name, module)`` pairs,
+    the module given as an object or as its import path (``"my_zoo_plugin"``), registered
+    after the entry points. With ``autoload=False`` (or
+    ``ZOO_CORE_DISABLE_PLUGIN_AUTOLOAD=1``) only these are loaded. ``strict=True``
+    makes any plugin failure raise ``PluginLoadError``. Pass the registry to
+    :func:`zoo_core.build_model` with ``registry=``.
 
     >>> import zoo_core_plugins.zoonet as zoonet
     >>> reg = Registry(plugins=[("zoonet", zoonet)], autoload=False)
@@ -119,12 +121,14 @@ class Registry:
     ['zoonet_m', 'zoonet_s']
     >>> reg.resolve("zoonet_s").spec.plugin
     'zoonet'
+    >>> Registry(plugins={"zoonet": "zoo_core_plugins.zoonet"}, autoload=False).list_models()
+    ['zoonet_m', 'zoonet_s']
     """
 
     def __init__(
         self,
         *,
-        plugins: Iterable[tuple[str, object]] = (),
+        plugins: Iterable[tuple[str, object]] | Mapping[str, object] = (),
         autoload: bool | None = None,
         strict: bool | None = None,
         catalog: Catalog | None = None,
@@ -150,8 +154,13 @@ class Registry:
                 dist = ep.dist.name if ep.dist is not None else "<unknown>"
                 version = ep.dist.version if ep.dist is not None else ""
                 self._add(ep.name, dist, version, ep.load)
-        for name, obj in plugins:
-            self._add(name, "<explicit>", "", lambda obj=obj: obj)
+        pairs = plugins.items() if isinstance(plugins, Mapping) else plugins
+        for name, obj in pairs:
+            # a string is a module path, as an entry point's value: imported here, with
+            # the same failure isolation as an entry point
+            load = ((lambda obj=obj: importlib.import_module(obj)) if isinstance(obj, str)
+                    else (lambda obj=obj: obj))
+            self._add(name, "<explicit>", "", load)
 
     # -- loading ---------------------------------------------------------------------
 

@@ -21,13 +21,11 @@ from zoo_core import BackboneFamily, BackboneSpec, DataConfig, WeightsSpec
 # frozen with it; anything after the last (a final norm) trains with it.
 _STAGES: list[tuple[str, tuple[str, ...]]] = [
     (r"(resnet|resnext|wide_resnet)\d", ("layer1", "layer2", "layer3", "layer4")),
-    # regnet's stride-2 stem folds into block1 (built with real buffers, the meta forward
-    # that groups by stride cannot run, so the recipe states the stages)
-    (r"regnet_", ("trunk_output.block1", "trunk_output.block2",
+    (r"regnet_", ("stem", "trunk_output.block1", "trunk_output.block2",
                   "trunk_output.block3", "trunk_output.block4")),
     (r"swin_", tuple(f"features.{i}" for i in range(8))),
     (r"convnext_", tuple(f"features.{i}" for i in range(8))),
-    (r"maxvit_", ("blocks.0", "blocks.1", "blocks.2", "blocks.3")),
+    (r"maxvit_", ("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3")),
     (r"shufflenet_", ("conv1", "stage2", "stage3", "stage4", "conv5")),
     (r"googlenet", ("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a",
                     "inception4b", "inception4c", "inception4d", "inception4e",

@@ -64,3 +64,13 @@ def test_table_counts_match_what_apply_strategy_trains():
 def test_non_hierarchical_models_keep_each_block():
     assert len(get_registry().resolve("timm/vit_tiny_patch16_224").spec.stages) == 12
     assert len(get_registry().resolve("torchvision/vit_l_16").spec.stages) == 24
+
+
+def test_builders_that_compute_with_real_tensors_still_group_by_stride():
+    # torchvision's regnet computes its widths with real tensors while constructing
+    assert get_registry().resolve("torchvision/regnet_x_400mf").spec.stages == (
+        "trunk_output.block1", "trunk_output.block2", "trunk_output.block3",
+        "trunk_output.block4")
+    (check,) = zoo_core.check_plugin("torchvision", pattern="regnet_x_400mf")
+    assert check.ok and "forward order" in check.checked and not any(
+        "forward failed" in n for n in check.notes)

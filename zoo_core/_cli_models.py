@@ -49,13 +49,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 # -- zoo info ----------------------------------------------------------------------------
 
 def _meta_table(spec: Any, num_classes: int) -> Any:
-    from zoo_core._layout import build_on_meta, stage_table
+    from zoo_core._layout import stage_table
     from zoo_core._registry import resolve_builder
-    from zoo_core._validate import call_builder
+    from zoo_core._validate import meta_model
 
-    builder = resolve_builder(spec)
-    model = build_on_meta(lambda: call_builder(spec, builder, num_classes,
-                                               spec.builder_kwargs))
+    model = meta_model(spec, resolve_builder(spec), num_classes)
     return stage_table(model, spec.head, spec.stages)
 
 

@@ -32,7 +32,8 @@ def build_on_meta(construct: Callable[[], Any]) -> nn.Module:
     """Construct a model with its parameters on the meta device (no memory, no init).
 
     Builders that compute with real tensors while constructing (torchvision's regnet
-    computes its widths) still work: only parameters go to meta then, buffers stay real.
+    computes its widths) still work: they run with real tensors, only the parameters they
+    register are created on meta.
 
     >>> import torch.nn as nn
     >>> build_on_meta(lambda: nn.Linear(4, 2)).weight.device.type
@@ -47,6 +48,7 @@ def build_on_meta(construct: Callable[[], Any]) -> nn.Module:
         from zoo_core._fastload import _construct_on_meta
 
         model, _ = _construct_on_meta(construct)
+        model = model.to("meta")  # its buffers too, so a meta-device forward can run
     return model  # type: ignore[no-any-return]
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo_core._registry import Registry
 
 __all__ = ["ModelCheck", "call_builder", "check_plugin", "check_spec", "hash_file",
-           "validate_built"]
+           "meta_model", "validate_built"]
 
 _PROBE_CLASSES = 7919  # a prime no architecture uses as a width: the head must carry it
 
@@ -62,6 +62,18 @@ def call_builder(spec: BackboneSpec, builder: Callable[..., Any], num_classes: i
             "torch.nn.Module; make it return the model it builds"
         )
     return model
+
+
+def meta_model(spec: BackboneSpec, builder: Callable[..., Any], num_classes: int) -> nn.Module:
+    """The spec's model with its parameters on the meta device, builder faults as
+    ``SpecError`` (build_on_meta's fallback for builders that compute with real tensors
+    sees the builder's own exception first)."""
+    from zoo_core._layout import build_on_meta
+
+    def on_meta(**kwargs: Any) -> Any:
+        return build_on_meta(lambda: builder(**kwargs))
+
+    return call_builder(spec, on_meta, num_classes, spec.builder_kwargs)
 
 
 def _layout_problems(model: nn.Module, spec: BackboneSpec, num_classes: int | None) -> list[str]:
@@ -164,8 +176,6 @@ def _weights_problems(model_for: Callable[[int], nn.Module], spec: BackboneSpec,
     from zoo_core._weights import fetch_weights
 
     where = f"weights {wspec.tag!r} ({wspec.source})"
-    if not _is_local(wspec.source):
-        return [], [f"{where}: remote, not downloaded (checked when built)"]
     notes = [] if wspec.sha256 else [f"{where}: not pinned; run `zoo hash FILE` and set "
                                      "WeightsSpec(sha256=...)"]
     try:
@@ -202,7 +212,7 @@ def _weights_problems(model_for: Callable[[int], nn.Module], spec: BackboneSpec,
 def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
     """Every check for one resolved spec, on the meta device. Never raises for the spec's
     own faults: they land in ``ModelCheck.problems``."""
-    from zoo_core._layout import build_on_meta, forward_order
+    from zoo_core._layout import forward_order
     from zoo_core._registry import resolve_builder
 
     checked = ["builder", "head and stages exist", "registration order", "head width"]
@@ -213,8 +223,7 @@ def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
         builder = resolve_builder(spec)
 
         def model_for(num_classes: int) -> nn.Module:
-            return build_on_meta(
-                lambda: call_builder(spec, builder, num_classes, spec.builder_kwargs))
+            return meta_model(spec, builder, num_classes)
 
         model = model_for(_PROBE_CLASSES)
     except SpecError as exc:
@@ -239,7 +248,11 @@ def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
                 problems.append(f"a forward pass never runs {', '.join(skipped)}")
     if weights and not problems:
         checked.append("weights")
-        for wspec in spec.weights:
+        remote = [w.tag for w in spec.weights if not _is_local(w.source)]
+        if remote:
+            notes.append(f"{len(remote)} remote weights tag(s) not downloaded, checked when "
+                         f"built: {', '.join(remote)}")
+        for wspec in (w for w in spec.weights if _is_local(w.source)):
             try:
                 more, extra_notes = _weights_problems(model_for, spec, wspec)
             except Exception as exc:

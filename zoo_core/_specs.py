@@ -49,6 +49,9 @@ class WeightsSpec:
 
     ``source`` is a local path, ``file://`` / ``http(s)://`` URL, ``hf-hub:org/repo[@rev]``
     or ``pkg:package/relative/path`` (a file shipped inside an installed package).
+    ``sha256`` pins the file (``zoo hash FILE`` prints it). ``num_classes`` is the width of
+    the file's classifier: ``build_model(name)`` without ``num_classes`` keeps that head.
+    ``data_config`` overrides the spec's for this tag.
     """
 
     tag: str
@@ -69,10 +72,14 @@ class BackboneSpec:
     """Everything a plugin declares about one architecture.
 
     ``builder`` is a callable or a lazy ``"module:function"`` string, called as
-    ``builder(num_classes=N)``. ``head`` is the dotted module path of the classifier;
-    ``stages`` are dotted module paths of the backbone, ordered from input to output,
-    used by ``partial:K``; whatever precedes the first stage counts with it, whatever
-    follows the last stage (a final norm) counts with the last stage.
+    ``builder(num_classes=N, **builder_kwargs)``. ``head`` is the dotted module path of
+    the final classifier (``num_classes`` outputs). ``stages`` are the backbone's
+    resolution stages, input to output, each named by its last module, used by
+    ``partial:K``: whatever precedes the first stage (the stem) counts with it, a module
+    between two stages counts with the later one, and whatever follows the last stage (a
+    final norm) trains with the last stage. ``default_weights`` is the tag
+    ``weights="default"`` loads (the first tag when None). Checked at build time and by
+    :func:`zoo_core.check_plugin`.
     """
 
     name: str

@@ -110,6 +110,9 @@ def test_end_to_end_embedded_writes_everything(tmp_path):
     best = out / "best"
     assert {p.name for p in best.iterdir()} == {"model.safetensors", "config.json",
                                                 "README.md"}
+    # weight files are output files like the rest: readable where the umask allows
+    modes = {p.name: p.stat().st_mode & 0o077 for p in best.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"]
     card = (best / "README.md").read_text()
     assert "## Training run" in card and "| weight_decay | 0.0001 |" in card
     config = json.loads((best / "config.json").read_text())

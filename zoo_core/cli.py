@@ -50,15 +50,32 @@ _API_WORDING = [
 ]
 
 
+# Keyword arguments that are flags of the same name on the command line.
+_FLAG_ARGS = re.compile(
+    r"\b(strategy|weights|num_classes|resume|overwrite|out|similarity|num_train_samples|"
+    r"epochs|per_class)=(?:'([^']*)'|(True)|(None)|(<[^>]*>)|([\w./:-]+))?")
+
+
+def _as_flag(match: re.Match[str]) -> str:
+    flag = "--" + match.group(1).replace("_", "-")
+    quoted, true, none, placeholder, bare = match.groups()[1:]
+    if true:
+        return flag
+    value = quoted if quoted is not None else ("none" if none else placeholder or bare)
+    return f"{flag} {value}" if value else flag
+
+
 def cli_wording(message: str) -> str:
     """An error message in the command line's terms.
 
     >>> cli_wording("resume=True (--resume) needs out=DIR (--out)")
     '--resume needs --out'
+    >>> cli_wording("use strategy='scratch', or pass weights=<path or URL>")
+    'use --strategy scratch, or pass --weights <path or URL>'
     """
     for pattern, repl in _API_WORDING:
         message = pattern.sub(repl, message)
-    return message
+    return _FLAG_ARGS.sub(_as_flag, message)
 
 
 def build_parser() -> argparse.ArgumentParser:

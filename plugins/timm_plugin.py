@@ -73,7 +73,13 @@ def _resolution_stages(model: Any, head: str) -> tuple[str, ...]:
     feature at one stride: ViT blocks) keep each block as a stage.
     """
     feature_info = getattr(model, "feature_info", None) or []
-    listed = [(f["module"], f.get("reduction")) for f in feature_info if f.get("module")]
+    modules = dict(model.named_modules())
+    listed, seen = [], set()
+    for f in feature_info:  # some list a module twice (two branches) or one not built
+        module = f.get("module")
+        if module and module in modules and module not in seen:
+            seen.add(module)
+            listed.append((module, f.get("reduction")))
     if listed and len({r for _, r in listed}) > 1 and all(r for _, r in listed):
         last_of: dict[float, str] = {}
         for module, reduction in listed:

@@ -74,3 +74,23 @@ def test_builders_that_compute_with_real_tensors_still_group_by_stride():
     (check,) = zoo_core.check_plugin("torchvision", pattern="regnet_x_400mf")
     assert check.ok and "forward order" in check.checked and not any(
         "forward failed" in n for n in check.notes)
+
+
+def test_forward_order_counts_a_container_that_is_never_called_itself():
+    import torch.nn as nn
+
+    class Net(nn.Module):  # loops over its ModuleLists, as coat and many ViTs do
+        def __init__(self):
+            super().__init__()
+            self.late = nn.ModuleList([nn.Linear(4, 4)])
+            self.early = nn.ModuleList([nn.Linear(4, 4)])
+
+        def forward(self, x):
+            for block in [*self.early, *self.late]:
+                x = block(x)
+            return x
+
+    net = zoo_core.build_on_meta(Net)
+    from zoo_core._layout import forward_order
+
+    assert forward_order(net, ["late", "early"], (4,)) == ["early", "late"]

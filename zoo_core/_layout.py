@@ -96,9 +96,19 @@ def forward_order(model: nn.Module, paths: Sequence[str],
     >>> forward_order(net, ["1", "0"], (4,))
     ['0', '1']
     """
+    # A container whose forward is never called (its owner loops over its children)
+    # still runs when any module inside it runs.
+    modules = dict(model.named_modules())
+    inner = {f"{p}.{n}" if n else p: p for p in paths if p in modules
+             for n, _ in modules[p].named_modules()}
     seen: list[str] = []
-    _run_hooked(model, paths, input_size,
-                lambda p, _out: seen.append(p) if p not in seen else None)
+
+    def record(path: str, _out: Any) -> None:
+        owner = inner[path]
+        if owner not in seen:
+            seen.append(owner)
+
+    _run_hooked(model, list(inner), input_size, record)
     return seen
 
 

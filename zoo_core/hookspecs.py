@@ -45,5 +45,10 @@ def register_backbones(register: Callable[[Any], None]) -> None:
 
     Registering a name twice within one plugin raises ``DuplicateModelError``; the same
     name from two plugins is allowed, but looking it up unqualified is then an error
-    unless ``registry.toml`` ``[plugins] prefer`` orders them.
+    unless ``registry.toml`` ``[plugins] prefer`` lists one of them: the bare name then
+    means the preferred plugin's model, with a ``ShadowedModelWarning`` (once) when the
+    other plugin is not listed there.
+
+    ``zoo_core.check_plugin(name)`` (``zoo plugins --check NAME``) validates every spec
+    registered here against the model its builder builds, on the meta device.
     """

@@ -141,6 +141,15 @@ def test_shadowed_name_warns_once_naming_both_distributions(make_dist, tiny_plug
     assert "shadowed by timm/resnet18" in out and "shadows acme_zoo/resnet18" in out
 
 
+def test_cli_shows_a_shadowed_name_warning_as_one_line(make_dist, tiny_plugin_source, capsys):
+    make_dist("acme-zoo", "acme_zoo", tiny_plugin_source("resnet18", "acme_zoo"))
+    assert main(["list", "resnet18"]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == ["acme_zoo/resnet18", "resnet18"]
+    assert err.startswith("zoo: warning: model name 'resnet18' is registered by")
+    assert "warnings.warn" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_registry_with_explicit_plugins_and_no_autoload(monkeypatch):
     import zoo_core_plugins.zoonet as zoonet
 

@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from zoo_core._evaluate import add_cli as add_evaluate_cli
 from zoo_core._finetune import add_cli as add_finetune_cli
 from zoo_core._hub import add_cli as add_hub_cli
 from zoo_core._rank import add_cli as add_rank_cli
-from zoo_core.errors import ZooError
+from zoo_core.errors import ShadowedModelWarning, ZooError
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -104,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        code = int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # the registry already warns once per name; the command shows it, never raises
+            warnings.simplefilter("default", ShadowedModelWarning)
+            code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
         return code
     except BrokenPipeError:  # `zoo list | head -1`: the reader has all it wants
@@ -125,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: Any = None, line: str | None = None) -> None:
+    """A warning as one line in the command's terms, not a source location."""
+    print(f"zoo: warning: {cli_wording(str(message))}", file=sys.stderr)
 
 
 def _silence_stdout() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import tomllib
 
-from zoo_core._specs import WeightsSpec
+from zoo_core._specs import BackboneSpec, WeightsSpec
 from zoo_core.errors import ConfigError
 
 ENV_REGISTRY = "ZOO_CORE_REGISTRY"
@@ -376,3 +376,25 @@ def _to_catalog(data: Mapping[str, Any], files: tuple[str, ...]) -> Catalog:
         aliases=dict(data.get("aliases", {})),
         weights=weights,
     )
+
+
+def apply_pins(spec: BackboneSpec, pins: Mapping[str, WeightsSpec]) -> BackboneSpec:
+    """registry.toml can pin or redirect any tag, or add a new one."""
+    if not pins:
+        return spec
+    weights = {w.tag: w for w in spec.weights}
+    for tag, pin in pins.items():
+        old = weights.get(tag)
+        if old is None:
+            weights[tag] = pin
+        else:
+            weights[tag] = old.__class__(**{
+                **old.__dict__,
+                "source": pin.source, "sha256": pin.sha256, "revision": pin.revision,
+                "filename": pin.filename,
+                "num_classes": pin.num_classes or old.num_classes,
+                "license": pin.license or old.license,
+                "label_names": pin.label_names or old.label_names,
+                "extra": {},  # a pin is a safetensors source of its own
+            })
+    return spec.replace(weights=tuple(weights.values()))

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import importlib
 import importlib.metadata
-import json
 import logging
 import os
 import threading
@@ -26,11 +24,11 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from zoo_core._config import Catalog, load_catalog
-from zoo_core._specs import BackboneFamily, BackboneSpec, PluginInfo, WeightsSpec
+from zoo_core._config import Catalog, apply_pins, load_catalog
+from zoo_core._name_cache import cached_family_list
+from zoo_core._specs import BackboneFamily, BackboneSpec, PluginInfo
 from zoo_core.errors import (
     DuplicateModelError,
     InvalidArgumentError,
@@ -232,7 +230,8 @@ class Registry:
                 names: dict[str, tuple[BackboneFamily, tuple[str, ...]]] = {}
                 for family in plugin.families:
                     try:
-                        listed = _cached_family_list(plugin, family)
+                        listed = cached_family_list(plugin.name, plugin.distribution,
+                                                    plugin.version, family)
                     except Exception as exc:
                         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                         self._fail(plugin, f"listing family {family.name!r} of plugin "
@@ -421,64 +420,9 @@ class Registry:
                                     f"{name!r}: {exc}") from exc
             spec = spec.replace(plugin=plugin.name, distribution=plugin.distribution,
                                 distribution_version=plugin.version)
-            spec = _apply_pins(spec, self.catalog.pins_for(plugin.name, name))
+            spec = apply_pins(spec, self.catalog.pins_for(plugin.name, name))
             self._spec_cache[key] = spec
             return spec
-
-
-def _apply_pins(spec: BackboneSpec, pins: Mapping[str, WeightsSpec]) -> BackboneSpec:
-    """registry.toml can pin or redirect any tag, or add a new one."""
-    if not pins:
-        return spec
-    weights = {w.tag: w for w in spec.weights}
-    for tag, pin in pins.items():
-        old = weights.get(tag)
-        if old is None:
-            weights[tag] = pin
-        else:
-            weights[tag] = old.__class__(**{
-                **old.__dict__,
-                "source": pin.source, "sha256": pin.sha256, "revision": pin.revision,
-                "filename": pin.filename,
-                "num_classes": pin.num_classes or old.num_classes,
-                "license": pin.license or old.license,
-                "label_names": pin.label_names or old.label_names,
-                "extra": {},  # a pin is a safetensors source of its own
-            })
-    return spec.replace(weights=tuple(weights.values()))
-
-
-def _cache_root() -> Path:
-    from zoo_core._weights import cache_dir
-
-    return cache_dir()
-
-
-def _cached_family_list(plugin: _Plugin, family: BackboneFamily) -> Mapping[str, list[str]]:
-    """The family's name list, rebuilt only when the plugin or family version changes."""
-    key = [plugin.distribution, plugin.version, family.name, family.version]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
-    path = _cache_root() / "names" / f"{plugin.name}-{family.name}-{digest}.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("key") == key and isinstance(data.get("names"), dict):
-            return data["names"]  # type: ignore[no-any-return]
-    except (OSError, ValueError):
-        pass
-    names = {str(k): list(v) for k, v in family.list_names().items()}
-    try:
-        import tempfile
-
-        from zoo_core._safefs import make_dirs
-
-        make_dirs(path.parent)  # 0700 unless shared; the temp file is created exclusively
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"key": key, "names": names}, fh)
-        os.replace(tmp, path)  # readers never see a half-written list
-    except OSError as exc:  # a read-only cache only costs speed
-        log.info("could not write name cache %s: %s", path, exc)
-    return names
 
 
 # -- the default registry, built on first use -------------------------------------------

@@ -28,6 +28,14 @@ def test_check_plugin_passes_a_good_plugin(make_dist, tiny_plugin_source):
     (result,) = zoo_core.check_plugin("good_zoo")
     assert result.ok and result.model == "goodnet"
     assert "forward order" in result.checked
+    assert result.notes == ()  # it declares its 16 px input
+
+
+def test_check_notes_a_spec_that_inherits_imagenet_input_defaults(make_dist, tiny_plugin_source):
+    make_dist("dflt-zoo", "dflt_zoo", _tiny(tiny_plugin_source, "dfltnet", "dflt_zoo", **{
+        "data_config=zoo_core.DataConfig(input_size=(3, 16, 16)),": ""}))
+    (result,) = zoo_core.check_plugin("dflt_zoo")
+    assert result.ok and "data_config is all defaults" in result.notes[0]
 
 
 def test_reversed_stages_fail_check_and_build(make_dist, tiny_plugin_source):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo_core._specs import BackboneSpec, WeightsSpec
+from zoo_core._specs import BackboneSpec, DataConfig, WeightsSpec
 from zoo_core.errors import SpecError, UnknownModelError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -230,6 +230,9 @@ def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
         return ModelCheck(spec.name, spec.plugin, spec.distribution, (str(exc),), (),
                           ("builder",))
     problems += _layout_problems(model, spec, _PROBE_CLASSES)
+    if spec.data_config == DataConfig() and not any(w.data_config for w in spec.weights):
+        notes.append("data_config is all defaults (3x224x224, ImageNet mean/std, bicubic); "
+                     "declare DataConfig(...) if the model expects other input")
     if not problems:
         checked.append("forward order")
         try:

@@ -58,11 +58,13 @@ class _Trainer:
 
     def __init__(self, *, model: nn.Module, kind: str, ctx: _Dist, train_ds: Any, val_ds: Any,
                  batch_size: int, num_workers: int, seed: int, cached: bool,
-                 progress: bool, loss_fn: Any = None, mixup: Any = None) -> None:
+                 progress: bool, loss_fn: Any = None, mixup: Any = None,
+                 label: str | None = None) -> None:
         import torch
 
         self.model = model
         self.kind = kind
+        self.label = label or kind  # the strategy as the user named it (``partial:1``)
         self.ctx = ctx
         self.train_ds = train_ds
         self.val_ds = val_ds
@@ -229,8 +231,8 @@ class _Trainer:
         total = len(batches)
         n_order = len(self._sampler(len(self.train_ds), epoch))
         sizes = [min(self.local_bs, n_order - i) for i in range(0, n_order, self.local_bs)]
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(batches, desc=f"{self.label} epoch {epoch}/{epochs}", leave=False,
+                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
         for i, item in enumerate(bar):
             window_start = i - i % accumulate
             window = min(accumulate, total - window_start)

@@ -47,7 +47,7 @@ def digits(tmp_path_factory) -> Path:
     ("per_class", "pre", "rand", "strategy", "cell"),
     [
         (10, 0.99, 0.60, "linear_probe", "scarce + similar"),
-        (10, 0.90, 0.60, "partial:1", "scarce + similar"),
+        (10, 0.90, 0.60, "finetune", "scarce + similar"),
         (200, 0.90, 0.60, "finetune", "plenty + similar"),
         (200, 0.60, 0.70, "scratch", "plenty + dissimilar"),
         (10, 0.60, 0.70, "finetune", "scarce + dissimilar"),  # never refused on similarity

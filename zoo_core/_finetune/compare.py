@@ -50,8 +50,9 @@ def score_auto(choice: str, accs: dict[str, float], chance: float) -> bool:
 
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
              strategies: Sequence[str] = STRATEGIES, progress: bool = False,
-             val_per_class: int = 40) -> dict[str, Any]:
-    """Every strategy and ``auto`` on one embedded task; returns the row dict."""
+             val_per_class: int = 40, with_auto: bool = True) -> dict[str, Any]:
+    """Every strategy and ``auto`` on one embedded task; returns the row dict
+    (``with_auto=False``: the strategies alone, ``auto`` is ``None``)."""
     from zoo_core._data import scan_image_folder
     from zoo_core._embedded import embedded_task
 
@@ -71,6 +72,10 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
                           progress=progress, verbose=False)
         accs[s], seconds[s] = res.final_val_acc, time.perf_counter() - started
     bar.close()
+    if not with_auto:
+        return {"task": task, "per_class": per_class, "num_train": len(folder.train),
+                "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
+                "auto": None}
     started = time.perf_counter()
     quiet = _Printer(False)
     try:

@@ -3,6 +3,7 @@ adapted pretrained weights (in_chans, img_size), clear errors for bad ones."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -156,7 +157,7 @@ def test_config_model_args_reports_every_bad_key() -> None:
         args_from_config({"in_chans": -1, "evil": 1, "drop_rate": 0.1}, "hf-hub:org/bad")
     assert "'in_chans'" in str(info.value) and "'evil'" in str(info.value)
     assert "'drop_rate'" not in str(info.value)
-    assert args_from_config({"img_size": [32, 48], "in_chans": 1}, "x") == {
+    assert args_from_config({"img_size": [32, 48], "in_chans": 1, "num_classes": 5}, "x") == {
         "img_size": [32, 48], "in_chans": 1}
 
 
@@ -165,3 +166,25 @@ def test_adapt_data_config_channels_and_size() -> None:
     assert adapt_data_config(dc, {}) is dc
     four = adapt_data_config(dc, {"in_chans": 4, "img_size": [96, 128]})
     assert four.input_size == (4, 96, 128) and len(four.mean) == len(four.std) == 4
+
+
+def test_model_args_round_trip_through_the_hub(hub_env, tmp_path: Path) -> None:
+    """Pushed config.json carries model_args: zoo_core and plain timm rebuild the same."""
+    from zoo_core._hub import push_to_hub
+
+    path = _timm_file(tmp_path, "test_vit")
+    ours = zoo_core.build_model("test_vit", num_classes=4, strategy="finetune", weights=path,
+                                in_chans=1, img_size=64, drop_rate=0.1).eval()
+    repo = hub_env.repo_id("kwargs-vit")
+    push_to_hub(ours, repo)
+    config = json.loads(hub_env.server.files(repo)["config.json"])
+    assert config["model_args"]["in_chans"] == 1 and config["model_args"]["img_size"] == 64
+    assert config["model_args"]["drop_rate"] == 0.1
+    assert config["pretrained_cfg"]["input_size"] == [1, 64, 64]
+    assert "`in_chans=1`" in hub_env.server.files(repo)["README.md"].decode()
+    x = torch.randn(2, 1, 64, 64)
+    back = zoo_core.build_model(f"hf-hub:{repo}").eval()
+    plain = timm.create_model(f"hf-hub:{repo}", pretrained=True).eval()
+    with torch.no_grad():
+        assert torch.equal(back(x), ours(x)) and torch.equal(plain(x), ours(x))
+    assert back.zoo.model_args["in_chans"] == 1 and back.zoo.model_args["img_size"] == 64

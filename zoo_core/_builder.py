@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from zoo_core._adapt_weights import weights_adapter
 from zoo_core._model_args import adapt_data_config, check_caller_args
-from zoo_core._registry import HUB_PREFIX, Registry, get_registry, resolve_builder
+from zoo_core._registry import Registry, get_registry, resolve_builder
+from zoo_core._sources import is_saved_model_name
 from zoo_core._specs import BackboneSpec, ModelInfo, WeightsSpec
 from zoo_core._strategies import Strategy, apply_strategy, decide_strategy, parse_strategy
 from zoo_core.errors import InvalidArgumentError, SpecError, StrategyError
@@ -44,6 +45,9 @@ def build_model(
 ) -> nn.Module:
     """Build a ready-to-train model: the right head, frozen per the strategy.
 
+    ``name`` is a registered model (``resnet18``, ``timm/resnet18``, ``resnet18.a1_in1k``)
+    or a saved model: ``hf-hub:org/repo[@rev]``, ``local-dir:PATH`` or a path to a folder
+    written by ``save_pretrained`` / ``zoo finetune`` (labels, head and strategy kept).
     ``weights`` is ``"default"`` (the model's default pretrained tag), a tag, a local
     ``.safetensors`` path or directory, an ``http(s)://`` URL, ``hf-hub:org/repo[@rev]``,
     or ``None`` (architecture only). ``strategy`` is ``linear_probe``, ``finetune``,
@@ -64,14 +68,10 @@ def build_model(
     >>> sorted({n.split(".")[0] for n in model.zoo.trainable})
     ['head']
     """
-    if isinstance(name, str) and name.startswith(HUB_PREFIX):
-        from zoo_core._hub import build_from_hub
-
-        return build_from_hub(
-            name, num_classes, strategy, num_train_samples=num_train_samples,
-            similarity=similarity, label_names=label_names, fast=fast, device=device,
-            registry=registry, **model_kwargs,
-        )
+    if is_saved_model_name(name):  # a Hub repo or a local folder: config.json says what
+        return _build_saved(name, num_classes, strategy, num_train_samples=num_train_samples,
+                            similarity=similarity, label_names=label_names, fast=fast,
+                            device=device, registry=registry, model_kwargs=model_kwargs)
     reg = registry or get_registry()
     # 1. validate cheap arguments before any heavy work
     _check_num_classes(num_classes, reg.catalog.max_num_classes)
@@ -104,6 +104,26 @@ def build_model(
         spec, num_classes, parsed, reason, wspec, label_names=label_names, fast=fast,
         device=device, model_args=model_args,
     )
+
+
+def _build_saved(name: Any, num_classes: int | None, strategy: str | None, *,
+                 num_train_samples: int | None, similarity: float | None,
+                 label_names: Sequence[str] | None, fast: bool, device: Any,
+                 registry: Registry | None, model_kwargs: dict[str, Any]) -> nn.Module:
+    """Steps 1-3 read off a saved model's config.json (``zoo_core._pretrained``)."""
+    from zoo_core._pretrained import plan_saved_model
+
+    reg = registry or get_registry()
+    _check_num_classes(num_classes, reg.catalog.max_num_classes)
+    model_args = check_caller_args(model_kwargs, str(name))
+    plan = plan_saved_model(name, num_classes, strategy, num_train_samples=num_train_samples,
+                            similarity=similarity, registry=reg, model_args=model_args)
+    model = build_from_spec(plan.spec, plan.num_classes, plan.strategy, plan.reason,
+                            plan.wspec, label_names=label_names, fast=fast, device=device,
+                            base_model=plan.base_model, extra=plan.extra,
+                            model_args=plan.model_args)
+    plan.check(model)
+    return model
 
 
 def build_from_spec(

@@ -9,7 +9,8 @@
   which may reject it (then :class:`~zoo_core.InvalidArgumentError` names the model, the
   plugin and the argument). Values must be JSON values so that they can be saved.
 * :func:`args_from_config`: ``model_args`` of a ``config.json``, untrusted: only the
-  well-known names are accepted, each checked; every bad key is reported.
+  well-known names are accepted, each checked; every bad key is reported. ``num_classes``
+  (timm records it there too) is skipped: the config's own ``num_classes`` rules.
 * :func:`adapt_data_config`: what the model expects as input once ``in_chans`` or
   ``img_size`` changed it.
 
@@ -151,6 +152,8 @@ def args_from_config(args: Any, name: str) -> dict[str, Any]:
     known = ", ".join(sorted(KNOWN))
     for key, value in args.items():
         shown = repr(key)[:80]
+        if key == "num_classes":
+            continue  # timm records it too; config.json's own num_classes rules (checked)
         if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
             problems.append(f"{shown} is not a model argument name")
         elif key in RESERVED:

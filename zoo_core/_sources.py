@@ -158,12 +158,14 @@ def _download_config(repo_id: str, revision: str | None, name: str) -> Path:
     import huggingface_hub
 
     from zoo_core import __version__
+    from zoo_core._offline import offline_error, unreachable
 
     e = _hub_errors()
+    offline = unreachable(huggingface_hub.constants.ENDPOINT)
     try:
         return Path(huggingface_hub.hf_hub_download(
             repo_id, CONFIG_NAME, revision=revision, library_name="zoo_core",
-            library_version=__version__))
+            library_version=__version__, local_files_only=bool(offline)))
     except e.RepositoryNotFoundError as exc:
         raise HubError(f"cannot load {name}: repository {repo_id!r} not found (or private: "
                        "log in with `hf auth login` or set HF_TOKEN)") from exc
@@ -171,6 +173,9 @@ def _download_config(repo_id: str, revision: str | None, name: str) -> Path:
         raise HubError(f"cannot load {name}: revision {revision!r} not found in {repo_id!r}; "
                        "check the branch, tag or commit sha") from exc
     except (e.LocalEntryNotFoundError, e.OfflineModeIsEnabled) as exc:
+        if offline:
+            raise HubError(f"cannot load {name}: "
+                           + offline_error("its config.json", offline, hub=True)) from exc
         raise HubError(
             f"cannot load {name}: its config.json is not in the local Hugging Face cache and "
             "cannot be downloaded (offline: HF_HUB_OFFLINE=1, or the Hub is unreachable). "

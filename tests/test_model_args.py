@@ -188,3 +188,12 @@ def test_model_args_round_trip_through_the_hub(hub_env, tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(back(x), ours(x)) and torch.equal(plain(x), ours(x))
     assert back.zoo.model_args["in_chans"] == 1 and back.zoo.model_args["img_size"] == 64
+
+
+def test_kwarg_that_changes_other_layers_says_so(tmp_path: Path) -> None:
+    from zoo_core.errors import WeightsError
+
+    path = _timm_file(tmp_path, "test_vit")
+    with pytest.raises(WeightsError, match="fc_norm.*global_pool='avg'.*in_chans.*img_size"):
+        zoo_core.build_model("test_vit", num_classes=3, strategy="finetune", weights=path,
+                             global_pool="avg")

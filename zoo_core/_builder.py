@@ -17,7 +17,7 @@ from zoo_core._registry import Registry, get_registry, resolve_builder
 from zoo_core._sources import is_saved_model_name
 from zoo_core._specs import BackboneSpec, ModelInfo, WeightsSpec
 from zoo_core._strategies import Strategy, apply_strategy, decide_strategy, parse_strategy
-from zoo_core.errors import InvalidArgumentError, SpecError, StrategyError
+from zoo_core.errors import InvalidArgumentError, SpecError, StrategyError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -176,9 +176,20 @@ def build_from_spec(
 
         path = _fetch(wspec)
         sha256 = wspec.sha256 or _sha256_of(path)
-        model, report = build_and_load(construct, path, head=spec.head, fast=fast,
-                                       source_name=wspec.source,
-                                       adapt=weights_adapter(model_args))
+        try:
+            model, report = build_and_load(construct, path, head=spec.head, fast=fast,
+                                           source_name=wspec.source,
+                                           adapt=weights_adapter(model_args))
+        except WeightsError as exc:
+            if not model_args:
+                raise
+            shown = ", ".join(f"{k}={v!r}" for k, v in model_args.items())
+            raise WeightsError(
+                f"{exc} The model was built with model argument(s) {shown}: zoo_core fits "
+                "pretrained weights to in_chans (input conv) and img_size (position "
+                "embeddings) only; an argument that changes other layers (global_pool='avg' "
+                "on a ViT adds fc_norm, for one) needs weights saved with it, or "
+                "weights=None") from exc
         dropped = report.dropped_head_keys
         load_note = "fast path" if report.fast_path else f"normal path ({report.fallback_reason})"
         if dropped:

@@ -197,3 +197,36 @@ def test_kwarg_that_changes_other_layers_says_so(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="fc_norm.*global_pool='avg'.*in_chans.*img_size"):
         zoo_core.build_model("test_vit", num_classes=3, strategy="finetune", weights=path,
                              global_pool="avg")
+
+
+@pytest.mark.parametrize(("model_args", "words"), [
+    ({"in_chans": 10**9}, "'in_chans'=1000000000 must be an integer from 1 to 64"),
+    ({"img_size": [10**6, 10**6]}, "'img_size'"),
+    ({"pretrained_cfg_overlay": {"file": "/etc/passwd"}}, "'pretrained_cfg_overlay' is not"),
+    ({"__init__": 1, "act_layer": "x"}, "'__init__'.*'act_layer'"),
+    ([["in_chans", 1]], "must be an object"),
+])
+def test_hostile_model_args_in_a_hub_repo(hub_env, tmp_path: Path, model_args, words) -> None:
+    from huggingface_hub import CommitOperationAdd
+
+    model = zoo_core.build_model("zoonet_s", 3, "finetune")
+    folder = zoo_core.save_pretrained(model, tmp_path / "saved")
+    config = json.loads((folder / "config.json").read_text())
+    config["model_args"] = model_args
+    repo = hub_env.repo_id("hostile-args")
+    hub_env.api.create_repo(repo)
+    hub_env.api.create_commit(repo, [
+        CommitOperationAdd("config.json", json.dumps(config).encode()),
+        CommitOperationAdd("model.safetensors", (folder / "model.safetensors").read_bytes()),
+    ], commit_message="hostile")
+    with pytest.raises(HubError, match=words):
+        zoo_core.build_model(f"hf-hub:{repo}")
+
+
+def test_caller_kwargs_override_saved_ones(tmp_path: Path) -> None:
+    gray = zoo_core.build_model("zoonet_s", 3, "finetune", in_chans=1)
+    folder = zoo_core.save_pretrained(gray, tmp_path / "gray")
+    rgb = zoo_core.build_model(str(folder), in_chans=3)  # 1 -> 3 channels, timm's way
+    assert rgb.stem[0].weight.shape[1] == 3 and rgb.zoo.model_args == {"in_chans": 3}
+    assert rgb.zoo.data_config.input_size[0] == 3 and len(rgb.zoo.data_config.mean) == 3
+    assert rgb(torch.randn(1, 3, 32, 32)).shape == (1, 3)

@@ -152,3 +152,23 @@ def test_loader_modules_form_no_import_cycle() -> None:
         assert name not in reach(name), f"{name} imports itself through a cycle"
     for name in ("_hub", "_save", "_card", "_sources", "_pretrained", "_repo_format"):
         assert len((ZOO_CORE / f"{name}.py").read_text().splitlines()) <= 500
+
+
+def test_a_real_finetune_run_loads_from_its_folder(tmp_path) -> None:
+    from zoo_core._finetune import finetune
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trained, res = finetune("zoonet_s", None, strategy="linear_probe", epochs=1,
+                                per_class=2, out=tmp_path / "run", progress=False,
+                                verbose=False)
+    finally:
+        torch.set_num_threads(before)
+    for name in (tmp_path / "run", f"local-dir:{tmp_path / 'run' / 'best'}"):
+        loaded = zoo_core.build_model(name)
+        assert loaded.zoo.label_names == res.label_names
+        assert loaded.zoo.strategy == "linear_probe"
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.equal(loaded.eval()(x), trained.eval()(x))

@@ -140,9 +140,7 @@ def _check_pin(digest: str, pin: str, name: str) -> None:
         raise HubError(
             f"{WEIGHTS_NAME} of {name} (sha256 {digest}) is not the file its config.json "
             f"was written for (zoo_core.weights_sha256 {pin}): the files do not belong "
-            "together. Save or push the model again (zoo_core.save_pretrained / push_to_hub)"
-            + (", or pin a revision where they match (hf-hub:org/name@<commit>)"
-               if name.startswith(HUB_PREFIX) else ""))
+            "together. Save the model again (zoo_core.save_pretrained)")
 
 
 # -------------------------------------------------------------------------------- Hub

@@ -172,3 +172,11 @@ def test_a_real_finetune_run_loads_from_its_folder(tmp_path) -> None:
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
             assert torch.equal(loaded.eval()(x), trained.eval()(x))
+
+
+def test_weights_argument_does_not_apply_to_a_saved_model(saved) -> None:
+    _, folder = saved
+    with pytest.raises(InvalidArgumentError, match="weights=None does not apply.*scratch"):
+        zoo_core.build_model(folder, weights=None)
+    scratch = zoo_core.build_model(folder, strategy="scratch")
+    assert scratch.zoo.weights_source is None and scratch.zoo.model_args["in_chans"] == 1

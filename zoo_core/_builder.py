@@ -69,6 +69,11 @@ def build_model(
     ['head']
     """
     if is_saved_model_name(name):  # a Hub repo or a local folder: config.json says what
+        if not (isinstance(weights, str) and weights == "default"):
+            raise InvalidArgumentError(
+                f"weights={weights!r} does not apply to the saved model {os.fspath(name)!r}: "
+                "its own model.safetensors is loaded. Drop weights=, or pass "
+                "strategy='scratch' for its architecture with random weights")
         return _build_saved(name, num_classes, strategy, num_train_samples=num_train_samples,
                             similarity=similarity, label_names=label_names, fast=fast,
                             device=device, registry=registry, model_kwargs=model_kwargs)

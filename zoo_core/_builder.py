@@ -30,7 +30,7 @@ _SOURCE_PREFIXES = ("hf-hub:", "http://", "https://", "file://", "pkg:")
 
 
 def build_model(
-    name: str,
+    name: str | os.PathLike[str],
     num_classes: int | None = None,
     strategy: str | None = "auto",
     *,

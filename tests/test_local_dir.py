@@ -78,6 +78,9 @@ def test_bad_folders_are_clear(saved, tmp_path) -> None:
     _, folder = saved
     with pytest.raises(HubError, match="does not exist.*save_pretrained"):
         zoo_core.build_model(str(tmp_path / "missing"))
+    for typo in ("runs/typo/best", "typo/"):  # a path, not "unknown plugin 'runs'"
+        with pytest.raises(HubError, match="does not exist"):
+            zoo_core.build_model(typo)
     with pytest.raises(HubError, match="is not a folder"):
         zoo_core.build_model(f"local-dir:{folder / 'config.json'}")
     with pytest.raises(InvalidArgumentError, match="names no folder"):

@@ -51,6 +51,8 @@ def is_saved_model_name(name: object) -> bool:
     (True, True)
     >>> is_saved_model_name("resnet18"), is_saved_model_name("timm/resnet18")
     (False, False)
+    >>> is_saved_model_name("runs/x/best"), is_saved_model_name("out/")
+    (True, True)
     """
     if isinstance(name, os.PathLike):
         return True
@@ -59,6 +61,8 @@ def is_saved_model_name(name: object) -> bool:
     if name.startswith((HUB_PREFIX, LOCAL_PREFIX)):
         return True
     if name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or os.sep in name.replace("/", ""):
+        return True
+    if name.endswith("/") or name.count("/") > 1:  # registry names have one '/' at most
         return True
     # plugin/model is a registry name, unless such a folder exists here
     return "/" in name and os.path.isdir(name)

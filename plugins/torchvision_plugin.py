@@ -45,12 +45,38 @@ def _extra_kwargs(name: str) -> dict[str, Any]:
     return {}
 
 
-def create_model(*, model_name: str, num_classes: int, **kwargs: Any) -> Any:
-    """Builder: a randomly initialised torchvision model (weights loaded by zoo_core)."""
+def create_model(*, model_name: str, num_classes: int, in_chans: int = 3,
+                 **kwargs: Any) -> Any:
+    """Builder: a randomly initialised torchvision model (weights loaded by zoo_core).
+
+    ``in_chans`` (timm's name; torchvision has no such option) rebuilds the first
+    convolution for that many input channels.
+    """
     from torchvision.models import get_model
 
-    return get_model(model_name, weights=None, num_classes=num_classes,
-                     **_extra_kwargs(model_name), **kwargs)
+    model = get_model(model_name, weights=None, num_classes=num_classes,
+                      **_extra_kwargs(model_name), **kwargs)
+    if in_chans != 3:
+        _set_in_chans(model, model_name, in_chans)
+    return model
+
+
+def _set_in_chans(model: Any, model_name: str, in_chans: int) -> None:
+    from torch import nn
+
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise TypeError(f"{model_name} has no Conv2d input layer to give in_chans={in_chans}")
+    name, conv = first
+    if conv.in_channels != 3 or conv.groups != 1:
+        raise TypeError(f"{model_name}'s first convolution {name!r} does not take RGB input; "
+                        "in_chans cannot be changed")
+    new = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    owner, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(owner) if owner else model, leaf, new)
+    if model_name == "inception_v3":
+        model.transform_input = False  # its ImageNet re-normalisation assumes 3 channels
 
 
 def _list_names() -> dict[str, list[str]]:

@@ -46,8 +46,9 @@ def digits(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("per_class", "pre", "rand", "strategy", "cell"),
     [
-        (10, 0.99, 0.60, "linear_probe", "scarce + similar"),
-        (10, 0.90, 0.60, "partial:1", "scarce + similar"),
+        (10, 0.99, 0.50, "linear_probe", "scarce + similar"),
+        (10, 1.00, 0.69, "finetune", "scarce + similar"),  # frozen_gain: the demo cell
+        (10, 0.90, 0.60, "finetune", "scarce + similar"),
         (200, 0.90, 0.60, "finetune", "plenty + similar"),
         (200, 0.60, 0.70, "scratch", "plenty + dissimilar"),
         (10, 0.60, 0.70, "finetune", "scarce + dissimilar"),  # never refused on similarity
@@ -79,7 +80,7 @@ def test_decide_without_pretrained_weights_is_scratch():
 
 
 def test_decide_reads_thresholds():
-    t = AutoThresholds(frozen_enough=0.8)
+    t = AutoThresholds(frozen_enough=0.8, frozen_gain=0.3)
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
                   thresholds=t).strategy == "linear_probe"
     t = AutoThresholds(plenty_per_class=5)

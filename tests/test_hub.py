@@ -323,7 +323,7 @@ def test_failed_commit_leaves_remote_unchanged(hub_env):
 
 
 def test_save_pretrained_atomic_fresh_card_and_no_temp_dirs(tmp_path, monkeypatch):
-    from zoo_core import _hub
+    from zoo_core import _save
 
     model = trained_zoonet()
     out = tmp_path / "out"
@@ -347,7 +347,7 @@ def test_save_pretrained_atomic_fresh_card_and_no_temp_dirs(tmp_path, monkeypatc
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_hub, "_model_card", broken)
+    monkeypatch.setattr(_save, "model_card", broken)
     with pytest.raises(HubError, match="disk full"):
         save_pretrained(model, tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

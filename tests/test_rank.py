@@ -245,3 +245,27 @@ def test_cli_errors(capsys, tmp_path):
     assert "budget 'soon' is not a duration" in capsys.readouterr().err
     assert main(["rank", "--data", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_linear_probe_after_rank_reuses_its_features(tmp_path, capsys, monkeypatch):
+    """The issue: a later ``zoo finetune`` of the winner with linear_probe reuses the rows
+    rank cached, and trains on the same features it would have extracted itself."""
+    from zoo_core._finetune import finetune
+
+    data = export_imagefolder(tmp_path / "digits", per_class=6)
+    kwargs = dict(strategy="linear_probe", epochs=2, seed=0, progress=False,
+                  probe_solver="sgd")
+    monkeypatch.setenv("ZOO_CORE_CACHE", str(tmp_path / "fresh"))
+    _, alone = finetune("zoonet_s", data, out=tmp_path / "alone", **kwargs)
+    assert "zoo rank's feature cache" not in capsys.readouterr().out
+
+    monkeypatch.setenv("ZOO_CORE_CACHE", str(tmp_path / "ranked"))
+    rank_models(data, ["zoonet_s.glyphs"], **FAST)
+    _, after = finetune("zoonet_s", data, out=tmp_path / "after", **kwargs)
+    out = capsys.readouterr().out
+    assert "taken from zoo rank's feature cache" in out, out
+    reused = int(out.split(" taken from zoo rank")[0].rsplit("(", 1)[1])
+    assert 0 < reused <= 4 * 5
+    assert after.final_val_acc == pytest.approx(alone.final_val_acc, abs=1e-6)
+    assert after.history[-1].train_loss == pytest.approx(alone.history[-1].train_loss,
+                                                            rel=1e-4)

@@ -11,11 +11,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from zoo_core._registry import HUB_PREFIX, Registry, get_registry, resolve_builder
+from zoo_core._adapt_weights import weights_adapter
+from zoo_core._model_args import adapt_data_config, check_caller_args
+from zoo_core._registry import Registry, get_registry, resolve_builder
+from zoo_core._sources import is_saved_model_name
 from zoo_core._specs import BackboneSpec, ModelInfo, WeightsSpec
 from zoo_core._strategies import Strategy, apply_strategy, decide_strategy, parse_strategy
 from zoo_core._validate import call_builder, validate_built
-from zoo_core.errors import InvalidArgumentError, StrategyError
+from zoo_core.errors import InvalidArgumentError, StrategyError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -28,7 +31,7 @@ _SOURCE_PREFIXES = ("hf-hub:", "http://", "https://", "file://", "pkg:")
 
 
 def build_model(
-    name: str,
+    name: str | os.PathLike[str],
     num_classes: int | None = None,
     strategy: str | None = "auto",
     *,
@@ -39,15 +42,25 @@ def build_model(
     fast: bool = True,
     device: Any = None,
     registry: Registry | None = None,
+    **model_kwargs: Any,
 ) -> nn.Module:
     """Build a ready-to-train model: the right head, frozen per the strategy.
 
+    ``name`` is a registered model (``resnet18``, ``timm/resnet18``, ``resnet18.a1_in1k``)
+    or a saved model: ``hf-hub:org/repo[@rev]``, ``local-dir:PATH`` or a path to a folder
+    written by ``save_pretrained`` / ``zoo finetune`` (labels, head and strategy kept).
     ``weights`` is ``"default"`` (the model's default pretrained tag), a tag, a local
     ``.safetensors`` path or directory, an ``http(s)://`` URL, ``hf-hub:org/repo[@rev]``,
     or ``None`` (architecture only). ``strategy`` is ``linear_probe``, ``finetune``,
     ``partial:K``, ``scratch`` or ``auto`` (decided from ``num_train_samples`` and
     ``similarity`` with the transfer-learning table; the reason lands in
     ``model.zoo.strategy_reason``).
+
+    Other keyword arguments go to the plugin's builder, as with ``timm.create_model``:
+    ``in_chans=1`` (pretrained input filters adapted with timm's ``adapt_input_conv``),
+    ``img_size`` (position embeddings resampled), ``drop_rate``, ``drop_path_rate``,
+    ``global_pool``... They are recorded in ``model.zoo.model_args`` and in a saved
+    ``config.json``; one the builder rejects is an ``InvalidArgumentError``.
 
     >>> import zoo_core
     >>> model = zoo_core.build_model("zoonet_s", num_classes=3, strategy="linear_probe")
@@ -56,14 +69,15 @@ def build_model(
     >>> sorted({n.split(".")[0] for n in model.zoo.trainable})
     ['head']
     """
-    if isinstance(name, str) and name.startswith(HUB_PREFIX):
-        from zoo_core._hub import build_from_hub
-
-        return build_from_hub(
-            name, num_classes, strategy, num_train_samples=num_train_samples,
-            similarity=similarity, label_names=label_names, fast=fast, device=device,
-            registry=registry,
-        )
+    if is_saved_model_name(name):  # a Hub repo or a local folder: config.json says what
+        if not (isinstance(weights, str) and weights == "default"):
+            raise InvalidArgumentError(
+                f"weights={weights!r} does not apply to the saved model {os.fspath(name)!r}: "
+                "its own model.safetensors is loaded. Drop weights=, or pass "
+                "strategy='scratch' for its architecture with random weights")
+        return _build_saved(name, num_classes, strategy, num_train_samples=num_train_samples,
+                            similarity=similarity, label_names=label_names, fast=fast,
+                            device=device, registry=registry, model_kwargs=model_kwargs)
     reg = registry or get_registry()
     # 1. validate cheap arguments before any heavy work
     _check_num_classes(num_classes, reg.catalog.max_num_classes)
@@ -71,6 +85,7 @@ def build_model(
     # 2. resolve the name to one plugin's spec
     resolved = reg.resolve(name)
     spec = resolved.spec
+    model_args = check_caller_args(model_kwargs, spec.qualified_name)
     if resolved.tag is not None and weights == "default":
         weights = resolved.tag
     wspec = _weights_spec(spec, weights, parsed)
@@ -93,8 +108,28 @@ def build_model(
         num_classes = wspec.num_classes
     return build_from_spec(
         spec, num_classes, parsed, reason, wspec, label_names=label_names, fast=fast,
-        device=device,
+        device=device, model_args=model_args,
     )
+
+
+def _build_saved(name: Any, num_classes: int | None, strategy: str | None, *,
+                 num_train_samples: int | None, similarity: float | None,
+                 label_names: Sequence[str] | None, fast: bool, device: Any,
+                 registry: Registry | None, model_kwargs: dict[str, Any]) -> nn.Module:
+    """Steps 1-3 read off a saved model's config.json (``zoo_core._pretrained``)."""
+    from zoo_core._pretrained import plan_saved_model
+
+    reg = registry or get_registry()
+    _check_num_classes(num_classes, reg.catalog.max_num_classes)
+    model_args = check_caller_args(model_kwargs, str(name))
+    plan = plan_saved_model(name, num_classes, strategy, num_train_samples=num_train_samples,
+                            similarity=similarity, registry=reg, model_args=model_args)
+    model = build_from_spec(plan.spec, plan.num_classes, plan.strategy, plan.reason,
+                            plan.wspec, label_names=label_names, fast=fast, device=device,
+                            base_model=plan.base_model, extra=plan.extra,
+                            model_args=plan.model_args)
+    plan.check(model)
+    return model
 
 
 def build_from_spec(
@@ -109,13 +144,29 @@ def build_from_spec(
     device: Any = None,
     base_model: str | None = None,
     extra: dict[str, Any] | None = None,
+    model_args: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """Steps 4-7 of the pipeline, shared with ``hf-hub:`` loading."""
+    """Steps 4-7 of the pipeline, shared with ``hf-hub:`` and local-folder loading.
+
+    ``model_args`` were checked by :mod:`zoo_core._model_args`.
+    """
     builder = resolve_builder(spec)
-    kwargs = dict(spec.builder_kwargs)
+    model_args = dict(model_args or {})
+    clash = sorted(set(model_args) & set(spec.builder_kwargs))
+    if clash:
+        raise InvalidArgumentError(
+            f"model argument(s) {', '.join(clash)} of {spec.qualified_name!r} are set by its "
+            f"plugin {spec.plugin!r} ({spec.distribution}); remove them from the call")
+    kwargs = {**spec.builder_kwargs, **model_args}
 
     def construct() -> nn.Module:
-        return call_builder(spec, builder, num_classes, kwargs)
+        if not model_args:  # a builder that fails or returns no module: the plugin's bug
+            return call_builder(spec, builder, num_classes, kwargs)
+        try:
+            model = builder(num_classes=num_classes, **kwargs)
+        except Exception as exc:  # with the caller's model arguments: name them
+            raise _rejected(spec, model_args, exc) from exc
+        return call_builder(spec, lambda **_: model, num_classes, {})
 
     started = time.perf_counter()
     # 4. construct, 5. load weights (fast path: meta + mmap + assign), 6. head
@@ -129,8 +180,20 @@ def build_from_spec(
 
         path = _fetch(wspec)
         sha256 = wspec.sha256 or _sha256_of(path)
-        model, report = build_and_load(construct, path, head=spec.head, fast=fast,
-                                       source_name=wspec.source)
+        try:
+            model, report = build_and_load(construct, path, head=spec.head, fast=fast,
+                                           source_name=wspec.source,
+                                           adapt=weights_adapter(model_args))
+        except WeightsError as exc:
+            if not model_args:
+                raise
+            shown = ", ".join(f"{k}={v!r}" for k, v in model_args.items())
+            raise WeightsError(
+                f"{exc} The model was built with model argument(s) {shown}: zoo_core fits "
+                "pretrained weights to in_chans (input conv) and img_size (position "
+                "embeddings) only; an argument that changes other layers (global_pool='avg' "
+                "on a ViT adds fc_norm, for one) needs weights saved with it, or "
+                "weights=None") from exc
         dropped = report.dropped_head_keys
         load_note = "fast path" if report.fast_path else f"normal path ({report.fallback_reason})"
         if dropped:
@@ -153,8 +216,9 @@ def build_from_spec(
         weights_tag=wspec.tag if wspec is not None else None,
         weights_source=wspec.source if wspec is not None else None,
         weights_sha256=sha256,
-        data_config=(wspec.data_config if wspec is not None and wspec.data_config
-                     else spec.data_config),
+        data_config=adapt_data_config(
+            wspec.data_config if wspec is not None and wspec.data_config
+            else spec.data_config, model_args),
         license=(wspec.license if wspec is not None and wspec.license else spec.license),
         label_names=labels,
         trainable=trainable,
@@ -163,10 +227,25 @@ def build_from_spec(
         base_model=base_model,
         extra={"load": load_note, "seconds": round(time.perf_counter() - started, 4),
                **(extra or {})},
+        model_args=model_args,
     )
     if device is not None:
         model.to(device)
     return model
+
+
+def _rejected(spec: BackboneSpec, model_args: dict[str, Any],
+              exc: Exception) -> InvalidArgumentError:
+    """The builder raised with the caller's model arguments: name the one it names."""
+    text = str(exc)
+    named = [k for k in model_args if f"'{k}'" in text or f'"{k}"' in text]
+    shown = ", ".join(f"{k}={model_args[k]!r}" for k in (named or model_args))
+    what = "does not accept" if isinstance(exc, TypeError) else "failed with"
+    return InvalidArgumentError(
+        f"model {spec.name!r} of plugin {spec.plugin!r} ({spec.distribution}) {what} model "
+        f"argument(s) {shown}: {type(exc).__name__}: {text}. Remove or change "
+        f"{'it' if len(named or model_args) == 1 else 'them'}; the plugin's builder is "
+        f"{spec.builder if isinstance(spec.builder, str) else 'a callable'}")
 
 
 def _check_num_classes(num_classes: object, limit: int = 1_000_000) -> None:

@@ -44,6 +44,7 @@ class AutoThresholds:
     learnable_margin: float = 0.10
     similar_gain: float = 0.05
     frozen_enough: float = 0.97
+    frozen_gain: float = 0.40
     pilot_fraction: float = 0.25
     pilot_min_per_class: int = 50
 
@@ -253,7 +254,7 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
             if value < 1:
                 raise fail(("auto", key), "must be >= 1")
         elif key in ("high_similarity", "frozen_enough", "pilot_fraction", "learnable_margin",
-                     "similar_gain"):
+                     "similar_gain", "frozen_gain"):
             expect(("auto", key), value, (int, float), "a number in [0, 1]")
             if not 0 <= value <= 1:
                 raise fail(("auto", key), "must be within [0, 1]")
@@ -365,7 +366,8 @@ def _to_catalog(data: Mapping[str, Any], files: tuple[str, ...]) -> Catalog:
         auto=AutoThresholds(
             plenty_per_class=auto.get("plenty_per_class", AutoThresholds.plenty_per_class),
             **{k: float(auto[k]) for k in ("high_similarity", "learnable_margin", "similar_gain",
-                                           "frozen_enough", "pilot_fraction") if k in auto},
+                                           "frozen_enough", "frozen_gain", "pilot_fraction")
+               if k in auto},
             **{k: int(auto[k]) for k in ("pilot_min_per_class",) if k in auto},
         ),
         allow=tuple(plugins.get("allow", ())),

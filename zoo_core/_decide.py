@@ -7,7 +7,8 @@ advice is worse, the decision departs from it and says why:
 
 | cell | the table says | auto does (measured; README "How auto decides") |
 |---|---|---|
-| scarce + similar | linear_probe | linear_probe if probe >= frozen_enough, else partial:1 |
+| scarce + similar | linear_probe | linear_probe if probe/gain reach frozen_enough/frozen_gain |
+|  |  | (else finetune) |
 | plenty + similar | linear_probe | finetune (pilot against partial:1) |
 | plenty + dissimilar | scratch | pilot scratch against finetune |
 | scarce + dissimilar | refuse | finetune; refuse only when nothing can be learnt |
@@ -18,7 +19,7 @@ learn" means both probes within ``max(learnable_margin, 2 x spread)`` of chance.
 
 >>> d = decide(per_class=10, chance=0.2, probe_pretrained=0.9, probe_random=0.6, spread=0.05)
 >>> d.cell, d.table_choice, d.strategy
-('scarce + similar', 'linear_probe', 'partial:1')
+('scarce + similar', 'linear_probe', 'finetune')
 >>> decide(per_class=10, chance=0.2, probe_pretrained=0.22, probe_random=0.21,
 ...        spread=0.05).strategy
 'refuse'
@@ -92,13 +93,19 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
             "cannot; pilot scratch against finetune", cell, table, table != "scratch",
             pilot=("scratch", "finetune"))
     if size == "scarce" and similar:
-        if p >= t.frozen_enough:
+        if p >= t.frozen_enough and gain >= t.frozen_gain:
             return Decision("linear_probe", f"{figures}: the frozen features already separate "
-                            f"the classes (probe >= {t.frozen_enough}); train a new head",
+                            f"the classes (probe >= {t.frozen_enough}) far better than random "
+                            f"ones (gain >= {t.frozen_gain}); train a new head",
                             cell, table, False)
-        return Decision("partial:1", f"{figures}: pretrained features help, but the probe "
-                        f"stays below {t.frozen_enough}, so the last stage adapts too "
-                        "(partial:1 measured better than the table's frozen backbone)",
+        short = (f"the probe stays below {t.frozen_enough}" if p < t.frozen_enough else
+                 f"its gain over random features stays below {t.frozen_gain} (measured: a "
+                 "near-perfect probe on little data with a modest gain did not make a frozen "
+                 "head the best)")
+        return Decision("finetune", f"{figures}: pretrained features help, but {short}, so "
+                        "the backbone adapts too: "
+                        "fine-tuning from the pretrained init measured better than the "
+                        "table's frozen backbone (and than partial:1 where they differed)",
                         cell, table, True)
     if size == "plenty" and similar:
         return Decision("finetune", f"{figures}, {size_txt}: with plenty of similar data, "

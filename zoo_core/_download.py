@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo_core._offline import forced_offline, offline_error, reason_of
 from zoo_core._safefs import disk_full_error, is_disk_full, open_read, open_write, refuse_link
 from zoo_core.errors import InvalidArgumentError, WeightsError
 
@@ -152,6 +153,9 @@ def download(url: str, part: Path, meta: Path, progress: bool) -> str:
     conf = settings()
     deadline = time.monotonic() + conf.deadline_s
     shown = redact_url(url)
+    forced = forced_offline()
+    if forced:
+        raise WeightsError(offline_error(shown, forced, hub=False))
     last: Exception | None = None
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         try:
@@ -209,6 +213,9 @@ def _open_response(url: str, shown: str, headers: dict[str, str], timeout: float
         # http.client raises InvalidURL (a ValueError) for what urlsplit let through
         if isinstance(exc, ValueError) and not isinstance(exc, OSError):
             raise InvalidArgumentError(f"malformed URL {shown!r}: {exc}") from None
+        offline = reason_of(exc)
+        if offline is not None and not have:  # no network: retrying only costs time
+            raise WeightsError(offline_error(shown, offline, hub=False)) from exc
         reason = getattr(exc, "reason", exc)
         raise _Retry(f"cannot connect: {reason}") from exc
 

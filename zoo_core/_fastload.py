@@ -52,6 +52,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from zoo_core._adapt_weights import Adapter
 from zoo_core._load_checks import check_dtypes, split_head
 from zoo_core._safetensors_header import printable
 from zoo_core.errors import WeightsError
@@ -606,12 +607,15 @@ def _check_keys(
 
 
 def _normal_path(
-    construct: Callable[[], nn.Module], path: str, head: str, shown: str
+    construct: Callable[[], nn.Module], path: str, head: str, shown: str,
+    adapt: Adapter | None = None,
 ) -> tuple[nn.Module, tuple[str, ...], str]:
     model = construct()
     sd = _open_weights(path, shown)
     dtype = _weights_dtype(sd)
     expected = model.state_dict()
+    if adapt is not None:
+        sd = adapt(sd, expected, model)
     sd, dropped, reinit = split_head(sd, expected, head)
     _check_shapes(sd, expected, shown)
     check_dtypes(sd, expected, shown)
@@ -650,7 +654,8 @@ def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
 
 
 def _fast_path(
-    construct: Callable[[], nn.Module], path: str, head: str, shown: str
+    construct: Callable[[], nn.Module], path: str, head: str, shown: str,
+    adapt: Adapter | None = None,
 ) -> tuple[nn.Module, tuple[str, ...], str]:
     model, rec = _construct_on_meta(construct)
 
@@ -675,6 +680,8 @@ def _fast_path(
 
     sd = _open_weights(path, shown)
     dtype = _weights_dtype(sd)
+    if adapt is not None:  # reads shapes only: meta parameters are fine
+        sd = adapt(sd, expected, model)
     sd, dropped, reinit = split_head(sd, expected, head)
     _check_shapes(sd, expected, shown)
     check_dtypes(sd, expected, shown)
@@ -744,6 +751,7 @@ def build_and_load(
     head: str,
     fast: bool = True,
     source_name: str | None = None,
+    adapt: Adapter | None = None,
 ) -> tuple[nn.Module, LoadReport]:
     """Build ``construct()`` and load the safetensors file ``weights_path`` into it.
 
@@ -752,7 +760,9 @@ def build_and_load(
     the model's (or that the model lacks) are not loaded and are reported in
     ``dropped_head_keys``; the head then keeps the architecture's own initialisation. Every
     other key must match exactly (no missing, no unexpected keys) or ``WeightsError`` is
-    raised. See the module docstring for the fast path.
+    raised. ``adapt(state_dict, expected, model)`` may first fit file tensors to a model
+    built with other arguments (``zoo_core._adapt_weights``). See the module docstring for
+    the fast path.
     """
     start = time.perf_counter()
     path = os.fspath(weights_path)
@@ -767,7 +777,7 @@ def build_and_load(
     reason: str | None = None
     if fast:
         try:
-            model, dropped, dtype = _fast_path(construct, path, head, shown)
+            model, dropped, dtype = _fast_path(construct, path, head, shown, adapt)
         except WeightsError:
             raise  # about the file: the normal path would fail the same way
         except Exception as exc:  # noqa: BLE001 - anything else: build it the normal way
@@ -778,5 +788,5 @@ def build_and_load(
             return model, report
     else:
         reason = "fast=False"
-    model, dropped, dtype = _normal_path(construct, path, head, shown)
+    model, dropped, dtype = _normal_path(construct, path, head, shown, adapt)
     return model, LoadReport(False, reason, dropped, dtype, time.perf_counter() - start)

@@ -166,6 +166,7 @@ class ModelInfo:
     dropped_head_keys: tuple[str, ...] = ()
     base_model: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    model_args: Mapping[str, Any] = field(default_factory=dict)  # build_model(**model_kwargs)
 
     def replace(self, **changes: Any) -> ModelInfo:
         return dataclasses.replace(self, **changes)

@@ -343,8 +343,13 @@ def _fetch_hub(
 
             kwargs["tqdm_class"] = _Silent
 
+    from zoo_core._offline import offline_error, unreachable
+
+    offline = unreachable(huggingface_hub.constants.ENDPOINT)
+    if offline:  # huggingface_hub would retry for 24-40 s: use the cache, or fail now
+        kwargs["local_files_only"] = True
     gated = getattr(hf_errors, "GatedRepoError", ())
-    offline = getattr(hf_errors, "OfflineModeIsEnabled", ())
+    offline_mode = getattr(hf_errors, "OfflineModeIsEnabled", ())
     validation = getattr(hf_errors, "HFValidationError", ())
     http_error = getattr(hf_errors, "HfHubHTTPError", ())
     try:
@@ -364,7 +369,9 @@ def _fetch_hub(
             f"cannot download {where}: revision {revision!r} not found. Check the branch, "
             "tag or commit sha"
         ) from exc
-    except (hf_errors.LocalEntryNotFoundError, offline) as exc:
+    except (hf_errors.LocalEntryNotFoundError, offline_mode) as exc:
+        if offline:
+            raise WeightsError(offline_error(where, offline, hub=True)) from exc
         raise WeightsError(
             f"cannot get {where}: it is not in the local Hugging Face cache and cannot be "
             "downloaded (offline: HF_HUB_OFFLINE=1, or no connection to the Hub). Run once "

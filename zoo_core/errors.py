@@ -70,4 +70,4 @@ class WeightsError(ZooError, OSError):
 
 
 class HubError(ZooError, OSError):
-    """Saving, pushing or loading a Hugging Face Hub repo failed."""
+    """Saving, pushing or loading a Hugging Face Hub repo or a saved model folder failed."""

@@ -111,7 +111,8 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
     thresholds = get_registry().catalog.auto
     pretrained = _has_pretrained(model_name, weights)
     bar = tqdm(total=RANDOM_INITS + int(pretrained), desc="auto: measuring features",
-               unit="pass", leave=False, disable=not progress, file=sys.stderr)
+               unit="pass", leave=False, file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()))  # no \r lines in CI logs
     try:
         m = measure_transfer(model_name, folder, weights=weights, pretrained=pretrained,
                              seed=seed, device=device, num_workers=num_workers,

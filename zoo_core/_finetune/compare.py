@@ -50,19 +50,32 @@ def score_auto(choice: str, accs: dict[str, float], chance: float) -> bool:
 
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
              strategies: Sequence[str] = STRATEGIES, progress: bool = False,
-             val_per_class: int = 40) -> dict[str, Any]:
-    """Every strategy and ``auto`` on one embedded task; returns the row dict."""
+             val_per_class: int = 40, with_auto: bool = True) -> dict[str, Any]:
+    """Every strategy and ``auto`` on one embedded task; returns the row dict
+    (``with_auto=False``: the strategies alone, ``auto`` is ``None``)."""
     from zoo_core._data import scan_image_folder
     from zoo_core._embedded import embedded_task
 
     root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
     folder = scan_image_folder(root, seed=seed, warn=False)
+    from tqdm import tqdm
+
     accs, seconds = {}, {}
-    for s in strategies:
+    # a bar over the strategies, labelled with the one training now (terminals only: the
+    # epoch bar below it says "partial:1 epoch 3/30"; CI logs get the cell's table)
+    bar = tqdm(strategies, desc=task, unit="strategy", leave=False, file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()))
+    for s in bar:
+        bar.set_description(f"{task} ({per_class or 'all'}/class): {s}")
         started = time.perf_counter()
         _, res = finetune(model, folder, strategy=s, epochs=epochs, seed=seed,
                           progress=progress, verbose=False)
         accs[s], seconds[s] = res.final_val_acc, time.perf_counter() - started
+    bar.close()
+    if not with_auto:
+        return {"task": task, "per_class": per_class, "num_train": len(folder.train),
+                "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
+                "auto": None}
     started = time.perf_counter()
     quiet = _Printer(False)
     try:

@@ -63,7 +63,7 @@ def build_run(ctx: _Dist, opts: Any, folder: Any, kind: Any, reason: str,
         what = "augment=True" if opts.augment else "Mixup/CutMix"
         say(f"features    {what}: every epoch sees new random inputs, so the frozen "
             "backbone runs on every image every epoch (slow path, no feature cache)")
-    trainer = _Trainer(model=model, kind=kind.kind, ctx=ctx, train_ds=train_ds,
+    trainer = _Trainer(model=model, kind=kind.kind, label=str(kind), ctx=ctx, train_ds=train_ds,
                        val_ds=val_ds, batch_size=opts.batch_size,
                        num_workers=opts.num_workers, seed=opts.seed, cached=cached,
                        progress=opts.progress, loss_fn=create_loss(recipe),

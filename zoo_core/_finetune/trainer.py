@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from zoo_core._finetune.features import _extract, _gather_rows, _loader
+from zoo_core._finetune.features import _extract_reusing, _gather_rows, _loader
 from zoo_core._finetune.utils import _Printer
 from zoo_core.errors import InvalidArgumentError
 
@@ -58,11 +58,13 @@ class _Trainer:
 
     def __init__(self, *, model: nn.Module, kind: str, ctx: _Dist, train_ds: Any, val_ds: Any,
                  batch_size: int, num_workers: int, seed: int, cached: bool,
-                 progress: bool, loss_fn: Any = None, mixup: Any = None) -> None:
+                 progress: bool, loss_fn: Any = None, mixup: Any = None,
+                 label: str | None = None) -> None:
         import torch
 
         self.model = model
         self.kind = kind
+        self.label = label or kind  # the strategy as the user named it (``partial:1``)
         self.ctx = ctx
         self.train_ds = train_ds
         self.val_ds = val_ds
@@ -82,6 +84,7 @@ class _Trainer:
         self.head = model.get_submodule(self.head_path)
         self.bad: dict[str, str] = {}
         self.feature_seconds = 0.0
+        self.reused_rows = 0  # feature rows taken from zoo rank's cache
         self.train_feats = self.val_feats = None
         self.train_valid = self.val_valid = None
         self.train_labels = self._labels(train_ds)
@@ -103,12 +106,15 @@ class _Trainer:
         ctx = self.ctx
         started = time.perf_counter()
         results = []
+        known = self._rank_rows() if not ctx.active else {}
+        reused = 0
         for name, ds in (("train", self.train_ds), ("val", self.val_ds)):
             local = list(range(ctx.rank, len(ds), ctx.world))
-            feats, valid, bad, ok = _extract(
-                self.model, self.head_path, ds, local, batch_size=max(self.local_bs, 64),
+            feats, valid, bad, ok, n = _extract_reusing(
+                self.model, self.head_path, ds, local, known, batch_size=max(self.local_bs, 64),
                 num_workers=self.num_workers, device=ctx.device, check=True,
                 desc=f"features ({name}, once)", progress=self.progress)
+            reused += n
             self._note_bad(bad)
             flags = ctx.gather_objects((ok, feats is not None))
             if not all(f[0] for f in flags):
@@ -122,9 +128,24 @@ class _Trainer:
         (self.train_feats, self.train_valid), (self.val_feats, self.val_valid) = results
         self.feature_seconds = time.perf_counter() - started
         say(f"features    cached {len(self.train_ds)} + {len(self.val_ds)} head inputs of "
-            f"shape {tuple(self.train_feats.shape[1:])} in {self.feature_seconds:.2f} s; "
-            "the frozen backbone will not run again")
+            f"shape {tuple(self.train_feats.shape[1:])} in {self.feature_seconds:.2f} s"
+            + (f" ({reused} taken from zoo rank's feature cache)" if reused else "")
+            + "; the frozen backbone will not run again")
+        self.reused_rows = reused
         return True
+
+    def _rank_rows(self) -> dict[str, Any]:
+        """Feature rows ``zoo rank`` cached for this model, weights and preprocessing."""
+        zoo = getattr(self.model, "zoo", None)
+        sha = getattr(zoo, "weights_sha256", None)
+        if not sha or not getattr(zoo, "plugin", None):
+            return {}
+        from zoo_core._rank import feature_cache as fc
+
+        try:
+            return fc.load_rows(f"{zoo.plugin}/{zoo.name}", sha, fc.preprocessing(self.model))
+        except Exception:  # a damaged cache never stops a run: extract instead
+            return {}
 
     def wrap(self, opt: Any, sync_bn: bool) -> Any:
         """Hand the trained module and its optimizer to accelerate (DDP under a launcher,
@@ -147,8 +168,20 @@ class _Trainer:
         if self.kind == "linear_probe":
             self.model.eval()
             self.head.train()
-        else:
-            self.model.train()
+            return
+        self.model.train()
+        if self.kind == "lp_ft":
+            # The head was solved on features computed with BatchNorm's running statistics.
+            # Batch statistics of a small batch from a new domain give other features, the
+            # solved head's large weights turn them into huge logits, and the first steps
+            # wreck the backbone (bench_lp_ft --suite: noise-bands at 10/class fell from
+            # 0.99 to 0.33). So BatchNorm keeps normalising with its running statistics;
+            # its affine weights still train.
+            from torch.nn.modules.batchnorm import _BatchNorm
+
+            for m in self.model.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
 
     def _sampler(self, n: int, epoch: int) -> Any:
         from torch.utils.data import DistributedSampler
@@ -229,8 +262,8 @@ class _Trainer:
         total = len(batches)
         n_order = len(self._sampler(len(self.train_ds), epoch))
         sizes = [min(self.local_bs, n_order - i) for i in range(0, n_order, self.local_bs)]
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(batches, desc=f"{self.label} epoch {epoch}/{epochs}", leave=False,
+                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
         for i, item in enumerate(bar):
             window_start = i - i % accumulate
             window = min(accumulate, total - window_start)

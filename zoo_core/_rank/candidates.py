@@ -216,7 +216,8 @@ def find_candidates(patterns: Sequence[str] | None = None, *, progress: bool = F
                             "describe one by one (about a second each): name the ones to "
                             "rank, e.g. --models 'resnet*'") for p, n in per_plugin.items()]
     for name in tqdm(list(names), desc="rank: finding weights", unit="model", leave=False,
-                     disable=not progress or len(names) < 20, file=sys.stderr):
+                     disable=True if not progress or len(names) < 20 else None,
+                     file=sys.stderr):
         try:
             spec: BackboneSpec = reg.resolve(name).spec
         except ZooError as exc:

@@ -367,7 +367,9 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     scorer = _Scorer(folder, seed=seed, device=device, batch_size=batch_size,
                      per_class=per_class, use_cache=cache, stop=stop)
     rows: list[Scored] = []
-    bar = tqdm(candidates, desc="rank", unit="model", disable=not progress, file=sys.stderr)
+    # disable=None: tqdm draws on a terminal only (no \r lines in CI logs)
+    bar = tqdm(candidates, desc="rank", unit="model", disable=None if progress else True,
+               file=sys.stderr)
     try:
         for cand in bar:
             if stop():

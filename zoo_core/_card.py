@@ -1,0 +1,159 @@
+"""The model card (``README.md``) of a saved or pushed model: YAML front matter the Hub
+reads (library, tags, license, base model), then what was built, how, and how to load it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from zoo_core._registry import HUB_PREFIX
+from zoo_core._repo_format import WEIGHTS_NAME, ZOO_KEY
+from zoo_core._specs import ModelInfo
+
+__all__ = ["hub_license", "model_card"]
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# License identifiers the Hub knows (the common ones); anything else becomes "other".
+_HUB_LICENSES = frozenset({
+    "apache-2.0", "mit", "bsd", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear",
+    "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0",
+    "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-4.0",
+    "cc-by-nc-sa-4.0", "gpl-2.0", "gpl-3.0", "lgpl-2.1", "lgpl-3.0", "agpl-3.0", "mpl-2.0",
+    "afl-3.0", "artistic-2.0", "bsl-1.0", "ecl-2.0", "epl-2.0", "isc", "unlicense", "wtfpl",
+    "openrail", "llama2", "llama3", "gemma", "unknown", "other",
+})
+
+
+
+def hub_license(text: str | None) -> tuple[str | None, str | None]:
+    """(Hub license id, free-text name when the id is "other")."""
+    if not text:
+        return None, None
+    token = re.split(r"[\s(;,]", text.strip(), maxsplit=1)[0].lower()
+    if token in _HUB_LICENSES:
+        return token, None
+    slug = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:64] or "custom"
+    return "other", slug
+
+
+
+def model_card(info: ModelInfo, config: Mapping[str, Any], labels: list[str] | None, *,
+                metrics: Mapping[str, Any] | None, training_data: Any, license: str | None,
+                extra: str | Mapping[str, Any] | None, repo_id: str | None) -> str:  # noqa: A002
+    from huggingface_hub import ModelCardData
+
+    zoo = config[ZOO_KEY]
+    timm_lib = zoo["library"] == "timm"
+    scratch = info.weights_source is None
+    lic_text = license or info.license
+    lic_id, lic_name = hub_license(lic_text)
+    base_repo = None
+    if not scratch:
+        for candidate in (info.base_model, info.weights_source):
+            if candidate and candidate.startswith(HUB_PREFIX):
+                base_repo = candidate[len(HUB_PREFIX):].partition("@")[0]
+                break
+    tags = ["image-classification", "zoo_core", f"zoo_core-plugin-{info.plugin}"]
+    if timm_lib:
+        tags.append("timm")
+    tags.append("trained-from-scratch" if scratch else "transfer-learning")
+    meta: dict[str, Any] = {
+        "library_name": "timm" if timm_lib else "zoo_core",
+        "pipeline_tag": "image-classification",
+        "tags": tags,
+    }
+    if lic_id:
+        meta["license"] = lic_id
+        if lic_name:
+            meta["license_name"] = lic_name
+    if base_repo:
+        meta["base_model"] = base_repo
+    if isinstance(extra, Mapping):
+        meta.update(extra)
+    front = ModelCardData(**meta).to_yaml()
+
+    title = repo_id.rsplit("/", 1)[-1] if repo_id else info.name
+    arch = f"{info.plugin}/{info.name}"
+    dist = f"{info.distribution} {info.distribution_version}".strip()
+    lines = [f"# {title}", ""]
+    if scratch:
+        lines += [
+            f"Image classifier with the `{arch}` architecture, **trained from scratch, no "
+            "pretrained weights** (random initialisation), built with "
+            "[zoo_core](https://pypi.org/project/zoo-core/).", "",
+        ]
+    else:
+        lines += [
+            f"Image classifier fine-tuned from `{arch}` with "
+            "[zoo_core](https://pypi.org/project/zoo-core/).", "",
+        ]
+    lines += ["## Model", "", f"- Architecture: `{info.name}` from zoo_core plugin "
+              f"`{info.plugin}` (distribution `{dist or 'unknown'}`)"]
+    if scratch:
+        lines.append("- Base weights: none: trained from scratch, no pretrained weights")
+    else:
+        lines.append(f"- Base weights: tag `{info.weights_tag}`, source "
+                     f"`{zoo['base_weights']['source']}`")
+        if info.weights_sha256:
+            lines.append(f"  (sha256 `{info.weights_sha256}`)")
+        if info.base_model:
+            lines.append(f"- Base model: `{info.base_model}`")
+    lines.append(f"- Weights of this repo: `{WEIGHTS_NAME}`, sha256 `{zoo['weights_sha256']}`")
+    dc = info.data_config
+    lines += [
+        f"- Input: {'x'.join(str(d) for d in dc.input_size)}, mean {list(dc.mean)}, std "
+        f"{list(dc.std)}, interpolation `{dc.interpolation}`, crop_pct {dc.crop_pct}",
+        f"- Head: `{info.head}`, {info.num_classes} classes"
+        + (f" (new head; the pretrained one was dropped: "
+           f"{', '.join(f'`{k}`' for k in info.dropped_head_keys)})"
+           if info.dropped_head_keys else ""),
+    ]
+    if info.model_args:
+        lines.append("- Model arguments: " + ", ".join(
+            f"`{k}={v!r}`" for k, v in sorted(info.model_args.items())))
+    lines += [
+        "", "## Training", "",
+        f"- Strategy: `{info.strategy}`: {info.strategy_reason}",
+    ]
+    if training_data is not None:
+        lines.append(f"- Training data: {_render(training_data)}")
+    else:
+        lines.append("- Training data: not documented")
+    lines += ["", "## Labels", ""]
+    if labels:
+        lines += [f"{i}. {name}" for i, name in enumerate(labels)]
+    else:
+        lines.append(f"{info.num_classes} classes, names not given (class index only).")
+    if metrics:
+        lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in metrics.items()]
+    lines += ["", "## License", ""]
+    if lic_text:
+        lines.append(f"{lic_text}")
+    else:
+        lines.append("Not specified: check the licenses of the architecture and of any "
+                     "pretrained weights before use.")
+    rid = repo_id or "ORG/NAME"
+    lines += [
+        "", "## How to use", "", "```python", "import zoo_core", "",
+        f'model = zoo_core.build_model("hf-hub:{rid}")  # same head and labels',
+        f'new = zoo_core.build_model("hf-hub:{rid}", num_classes=10)  # new head',
+        "```",
+    ]
+    if timm_lib:
+        lines += ["", "or with plain timm:", "", "```python", "import timm", "",
+                  f'model = timm.create_model("hf-hub:{rid}", pretrained=True)', "```"]
+    if isinstance(extra, str) and extra.strip():
+        lines += ["", extra.strip()]
+    return f"---\n{front}\n---\n\n" + "\n".join(lines) + "\n"
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")

@@ -150,6 +150,22 @@ def test_hash_prints_the_sha256_to_pin(capsys, tmp_path):
     assert code == 2 and "missing" in err
 
 
+def test_saved_weights_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    import zoo_core
+
+    old = os.umask(0o027)
+    try:
+        zoo_core.save_pretrained(zoo_core.build_model("zoonet_s", 3, "linear_probe"),
+                                 tmp_path / "saved")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "saved").iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o640
+
+
 def test_converted_weights_follow_the_umask(capsys, tmp_path):
     import os
     import stat

@@ -180,6 +180,7 @@ def _state_for_save(model: Any) -> dict[str, Any]:
 def _write_weights(model: Any, path: Path) -> str:
     from safetensors.torch import save_file
 
+    from zoo_core._safefs import as_output_file
     from zoo_core._weights import sha256_file
 
     state = _state_for_save(model)
@@ -191,6 +192,7 @@ def _write_weights(model: Any, path: Path) -> str:
         needed = sum(t.numel() * t.element_size() for t in state.values())
         raise HubError(f"{write_error(exc, path.parent.parent, needed, WEIGHTS_NAME)}; "
                        "nothing was saved") from exc
+    as_output_file(path)  # safetensors writes 0600; the folder's other files follow the umask
     return sha256_file(path)
 
 

@@ -90,16 +90,12 @@ def _save_best(model: nn.Module, best_dir: Path, metrics: dict[str, Any],
                training_data: dict[str, Any], card: str | None = None) -> None:
     """save_pretrained into a fresh folder, then swap it in (never a half-written best/)."""
     from zoo_core._hub import save_pretrained
-    from zoo_core._safefs import as_output_file
-
     tmp = best_dir.with_name(f".{best_dir.name}.tmp-{os.getpid()}")
     old = best_dir.with_name(f".{best_dir.name}.old-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         save_pretrained(model, tmp, metrics=metrics, training_data=training_data,
                         model_card_extra=card)
-        for written in tmp.glob("*.safetensors"):  # safetensors writes 0600
-            as_output_file(written)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -119,6 +119,7 @@ def test_rejected_kwarg_names_model_plugin_and_kwarg() -> None:
     ({"img_size": 10**7}, "8192"),
     ({"img_size": [64, 64, 64]}, "height, width"),
     ({"global_pool": "avg; rm -rf"}, "pooling name"),
+    ({"global_pool": ""}, "no pooling.*feature map"),
     ({"act_layer": object()}, "plain JSON value"),
     ({"widths": [[1]]}, "plain JSON value"),
     ({"name_tag": "x" * 1000}, "plain JSON value"),

@@ -83,8 +83,13 @@ def _img_size(value: Any) -> str | None:
 
 
 def _pool(value: Any) -> str | None:
-    if not isinstance(value, str) or len(value) > 16 or not (value == "" or value.isidentifier()):
-        return "must be a pooling name such as 'avg', 'max', 'avgmax', 'token' or ''"
+    if value == "":
+        # timm reads '' as "no pooling": the head would get a feature map, not a vector, and
+        # the model fails on its first forward (issue 11)
+        return ("'' means no pooling, which leaves the classifier a feature map: use a "
+                "pooling name such as 'avg', 'max', 'avgmax' or 'token'")
+    if not isinstance(value, str) or len(value) > 16 or not value.isidentifier():
+        return "must be a pooling name such as 'avg', 'max', 'avgmax' or 'token'"
     return None
 
 

@@ -16,7 +16,7 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from torch import nn  # noqa: E402
 from torch.nn.init import trunc_normal_ as _bound_torch_trunc_normal_  # noqa: E402
 
-from zoo_core import _fastload  # noqa: E402
+from zoo_core import _meta_build  # noqa: E402
 from zoo_core._fastload import LoadReport, build_and_load  # noqa: E402
 from zoo_core.errors import WeightsError  # noqa: E402
 
@@ -205,11 +205,11 @@ def _logits(model: nn.Module, hw: int) -> torch.Tensor:
 
 
 def _assert_patches_restored() -> None:
-    assert nn.Module.register_parameter is _fastload._ORIG_REGISTER_PARAMETER
-    for name, orig in _fastload._ORIG_NN_INIT.items():
+    assert nn.Module.register_parameter is _meta_build._ORIG_REGISTER_PARAMETER
+    for name, orig in _meta_build._ORIG_NN_INIT.items():
         assert getattr(nn.init, name) is orig
     assert not torch._C._is_torch_function_mode_enabled()
-    assert _fastload._ACTIVE is None
+    assert _meta_build._ACTIVE is None
 
 
 # ---------------------------------------------------------------- same num_classes: bitwise

@@ -45,7 +45,7 @@ def build_on_meta(construct: Callable[[], Any]) -> nn.Module:
         with torch.device("meta"):
             model = construct()
     except (RuntimeError, NotImplementedError):
-        from zoo_core._fastload import _construct_on_meta
+        from zoo_core._meta_build import _construct_on_meta
 
         model, _ = _construct_on_meta(construct)
         model = model.to("meta")  # its buffers too, so a meta-device forward can run

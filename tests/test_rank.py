@@ -269,3 +269,30 @@ def test_linear_probe_after_rank_reuses_its_features(tmp_path, capsys, monkeypat
     assert after.final_val_acc == pytest.approx(alone.final_val_acc, abs=1e-6)
     assert after.history[-1].train_loss == pytest.approx(alone.history[-1].train_loss,
                                                             rel=1e-4)
+
+
+def test_reusing_rows_edge_cases(digits):
+    """One image always runs (the cacheability check); a stale row width is not trusted."""
+    import os
+
+    from zoo_core._data import ImageDataset, make_transforms, scan_image_folder
+    from zoo_core._finetune.features import _extract, _extract_reusing
+
+    model = zoo_core.build_model("zoonet_s", 5, "linear_probe")
+    folder = scan_image_folder(digits, seed=0, warn=False)
+    _, tf = make_transforms(model)
+    ds = ImageDataset(folder.train, tf)
+    kw = dict(batch_size=8, num_workers=0, device=torch.device("cpu"), check=True)
+    real, _, _, _ = _extract(model, "head", ds, [0, 1, 2], **kw)
+    paths = [os.path.abspath(ds.samples[i][0]) for i in range(3)]
+    known = {p: (real[k] + 1000).numpy() for k, p in enumerate(paths)}  # marked rows
+
+    feats, valid, _, ok, n = _extract_reusing(model, "head", ds, [0], known, **kw)
+    assert ok and n == 0 and torch.allclose(feats, real[:1], atol=1e-5) and valid.all()
+    feats, valid, _, ok, n = _extract_reusing(model, "head", ds, [0, 1, 2], known, **kw)
+    assert ok and n == 2 and valid.all()
+    assert torch.allclose(feats[0], real[0], atol=1e-5)  # ran (batch size may differ)
+    assert torch.equal(feats[1:], real[1:] + 1000)  # taken from the cache as they were
+    stale = {p: np.zeros(3, dtype=np.float32) for p in paths}
+    feats, _, _, ok, n = _extract_reusing(model, "head", ds, [0, 1, 2], stale, **kw)
+    assert ok and n == 0 and torch.allclose(feats, real, atol=1e-5)

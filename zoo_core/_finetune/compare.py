@@ -53,13 +53,13 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
              val_per_class: int = 40, with_auto: bool = True) -> dict[str, Any]:
     """Every strategy and ``auto`` on one embedded task; returns the row dict
     (``with_auto=False``: the strategies alone, ``auto`` is ``None``)."""
+    from tqdm import tqdm
+
     from zoo_core._data import scan_image_folder
     from zoo_core._embedded import embedded_task
 
     root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
     folder = scan_image_folder(root, seed=seed, warn=False)
-    from tqdm import tqdm
-
     accs, seconds = {}, {}
     # a bar over the strategies, labelled with the one training now (terminals only: the
     # epoch bar below it says "partial:1 epoch 3/30"; CI logs get the cell's table)

@@ -157,6 +157,8 @@ def _extract_reusing(model: nn.Module, head_path: str, dataset: Any, indices: Se
         return (*_extract(model, head_path, dataset, indices, **kwargs), 0)
     if len(have) == len(indices):
         have = have[1:]  # the first image runs: it carries the cacheability check
+    if not have:
+        return (*_extract(model, head_path, dataset, indices, **kwargs), 0)
     have_set = set(have)
     todo = [k for k in range(len(indices)) if k not in have_set]
     feats, valid, bad, ok = _extract(model, head_path, dataset, [indices[k] for k in todo],

@@ -30,7 +30,8 @@ import time
 import urllib.parse
 import urllib.request
 
-__all__ = ["REMEMBER_S", "forced_offline", "offline_error", "reason_of", "unreachable"]
+__all__ = ["REMEMBER_S", "forced_offline", "offline_error", "probe", "reason_of", "target",
+           "unreachable"]
 
 REMEMBER_S = 5.0
 _DNS_TIMEOUT_S = 1.0
@@ -66,11 +67,9 @@ def reason_of(exc: BaseException | None) -> str | None:
     return None
 
 
-def unreachable(url: str) -> str | None:
-    """Why ``url``'s server (or the proxy for it) certainly cannot be reached, else None."""
-    forced = forced_offline()
-    if forced:
-        return forced
+def target(url: str) -> tuple[str, int] | None:
+    """The ``(host, port)`` a download of ``url`` connects to: its server, or the proxy
+    configured for it (``*_proxy`` variables, ``no_proxy`` respected)."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     if not host:
@@ -79,22 +78,36 @@ def unreachable(url: str) -> str | None:
     if proxy and not urllib.request.proxy_bypass(host):
         pp = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         host, port = pp.hostname or host, pp.port or 8080
-    key = (host, port)
+    return host, port
+
+
+def unreachable(url: str) -> str | None:
+    """Why ``url``'s server (or the proxy for it) certainly cannot be reached, else None."""
+    forced = forced_offline()
+    if forced:
+        return forced
+    key = target(url)
+    if key is None:
+        return None
     now = time.monotonic()
     with _lock:
         hit = _seen.get(key)
         if hit is not None and now - hit[0] < REMEMBER_S:
             return hit[1]
-    reason = _probe(host, port)
+    _, reason = probe(*key)
     if reason is None:
         return None
-    reason = f"{host}:{port}: {reason}"
+    reason = f"{key[0]}:{key[1]}: {reason}"
     with _lock:
         _seen[key] = (time.monotonic(), reason)
     return reason
 
 
-def _probe(host: str, port: int) -> str | None:
+def probe(host: str, port: int, *, timeout: float = _CONNECT_TIMEOUT_S,
+          dns_timeout: float = _DNS_TIMEOUT_S) -> tuple[bool, str | None]:
+    """One bounded name lookup and TCP connect: ``(connected, reason)``, where ``reason``
+    says why the host *certainly* cannot be reached (DNS failure, refused, unreachable) and
+    is None for a success or an inconclusive failure (a slow resolver, a timeout)."""
     found: list[object] = []
 
     def lookup() -> None:
@@ -105,22 +118,23 @@ def _probe(host: str, port: int) -> str | None:
 
     worker = threading.Thread(target=lookup, daemon=True, name="zoo_core-dns-probe")
     worker.start()
-    worker.join(_DNS_TIMEOUT_S)
+    worker.join(dns_timeout)
     if not found:
-        return None  # slow resolver: not proof of anything, let the download try
+        return False, None  # slow resolver: not proof of anything
     if isinstance(found[0], BaseException):
-        return reason_of(found[0])
+        return False, reason_of(found[0])
+    reason = None
     for family, kind, proto, _, address in found[0]:  # type: ignore[attr-defined]
         with socket.socket(family, kind, proto) as sock:
-            sock.settimeout(_CONNECT_TIMEOUT_S)
+            sock.settimeout(timeout)
             try:
                 sock.connect(address)
-                return None
+                return True, None
             except OSError as exc:
                 reason = reason_of(exc)
                 if reason is None:
-                    return None  # a timeout or another failure: not proof either
-    return reason
+                    return False, None  # a timeout or another failure: not proof either
+    return False, reason
 
 
 def offline_error(what: str, reason: str, *, hub: bool) -> str:

@@ -19,8 +19,6 @@ what costs no download.
 from __future__ import annotations
 
 import fnmatch
-import socket
-import threading
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,35 +60,22 @@ def _entry_path(url: str) -> Path:
 
 
 class _Hosts:
-    """TCP reachability of hosts, probed once each, in a thread with a hard deadline."""
+    """TCP reachability of hosts (or the proxy for them), probed once each with a hard
+    deadline (:func:`zoo_core._offline.probe`)."""
 
     def __init__(self, timeout: float = PROBE_TIMEOUT_S) -> None:
         self.timeout = timeout
         self.known: dict[tuple[str, int], bool] = {}
 
     def reachable(self, url: str) -> bool:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        key = (host, port)
+        from zoo_core._offline import probe, target
+
+        key = target(url)
+        if key is None:
+            return False
         if key not in self.known:
-            self.known[key] = bool(host) and self._probe(host, port)
+            self.known[key] = probe(*key, timeout=self.timeout, dns_timeout=self.timeout)[0]
         return self.known[key]
-
-    def _probe(self, host: str, port: int) -> bool:
-        result: list[bool] = []
-
-        def connect() -> None:
-            try:
-                with socket.create_connection((host, port), timeout=self.timeout):
-                    result.append(True)
-            except OSError:  # DNS failure, refused, unreachable, timeout
-                result.append(False)
-
-        worker = threading.Thread(target=connect, daemon=True)  # DNS can outlast timeout=
-        worker.start()
-        worker.join(self.timeout + 0.5)
-        return bool(result and result[0])
 
 
 def availability(wspec: WeightsSpec, hosts: _Hosts) -> tuple[str | None, str]:

@@ -40,7 +40,7 @@ def test_plugins_and_info(capsys):
 def test_build_prints_per_stage_summary(capsys):
     code, out, _ = run(capsys, "build", "zoonet_s", "--num-classes", "4", "-s", "partial:1")
     assert code == 0
-    assert "glyphs" in out and "sha256 6f921b9a" in out
+    assert "glyphs" in out and "sha256 be3c802e" in out
     # group rows end with trainable, frozen; the stem counts with stages.0
     lines = {line.split()[0]: line.split()[-2:] for line in out.splitlines() if line.strip()}
     assert lines["stages.2"][1] == "0" and lines["stages.0"][0] == "0"

@@ -263,16 +263,97 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Any, indices: Sequence[int]
         model.train(was)
 
 
+def _split_transform(model: nn.Module) -> tuple[Any, Any]:
+    """``model``'s eval transform as ``(decode part, Normalize or None)``: weights tags of
+    one architecture often differ only in their normalisation, which is applied per model
+    to the shared tensors (the same operation on the same tensor: the same numbers)."""
+    from torchvision.transforms import Compose, Normalize
+
+    from zoo_core._data import make_transforms
+
+    _, eval_tf = make_transforms(model)
+    steps = getattr(eval_tf, "transforms", None)
+    if isinstance(eval_tf, Compose) and steps and isinstance(steps[-1], Normalize):
+        return Compose(steps[:-1]), steps[-1]
+    return eval_tf, None
+
+
+def preprocessing_key(model: nn.Module) -> str:
+    """What the sample's tensors depend on before normalisation: the decode part of the
+    eval transform (resize, crop, to-tensor, as its ``repr``). Models with the same key
+    share one :func:`prepare_sample`; a transform without a meaningful ``repr`` (an
+    object address) is shared by nobody."""
+    return repr(_split_transform(model)[0])
+
+
+class PreparedSample:
+    """The sampled images decoded and transformed once, up to normalisation (``index ->
+    (tensor, label, index)``, or the :class:`~zoo_core._data.BadItem` of an unreadable
+    image), for every model with the same :func:`preprocessing_key`."""
+
+    def __init__(self, key: str, items: dict[int, Any]) -> None:
+        self.key = key
+        self.items = items
+
+    @property
+    def nbytes(self) -> int:
+        return sum(it[0].nbytes for it in self.items.values() if isinstance(it, tuple))
+
+    def dataset(self, normalize: Any) -> _PreparedView:
+        return _PreparedView(self.items, normalize)
+
+
+class _PreparedView:
+    """A :class:`PreparedSample` as a map-style dataset, normalised for one model."""
+
+    def __init__(self, items: dict[int, Any], normalize: Any) -> None:
+        self.items = items
+        self.normalize = normalize
+
+    def __getitem__(self, index: int) -> Any:
+        from zoo_core._data import BadItem
+
+        item = self.items[int(index)]
+        if isinstance(item, BadItem) or self.normalize is None:
+            return item
+        x, label, i = item
+        return self.normalize(x), label, i
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def prepare_sample(model: nn.Module, folder: FolderData, indices: Sequence[int]) -> PreparedSample:
+    """Decode and transform (up to normalisation) the images at ``indices`` once."""
+    from zoo_core._data import ImageDataset
+
+    decode, _ = _split_transform(model)
+    ds = ImageDataset(folder.train, decode)
+    return PreparedSample(repr(decode), {int(i): ds[int(i)] for i in indices})
+
+
 def extract_sample(model: nn.Module, folder: FolderData, indices: Sequence[int], *,
                    batch_size: int, num_workers: int, device: Any,
-                   recalibrate: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Head inputs and labels of the sample (eval transform), as numpy arrays."""
+                   recalibrate: bool = False,
+                   prepared: PreparedSample | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Head inputs and labels of the sample (eval transform), as numpy arrays.
+
+    ``prepared``: the sample already decoded and transformed for this model's
+    preprocessing (:func:`prepare_sample`); the batches, and so the features, are the
+    same as decoding it here."""
     import numpy as np
 
     from zoo_core._data import ImageDataset, make_transforms
 
-    _, eval_tf = make_transforms(model)
-    ds = ImageDataset(folder.train, eval_tf)
+    if prepared is None:
+        _, eval_tf = make_transforms(model)
+        ds: Any = ImageDataset(folder.train, eval_tf)
+    else:
+        decode, normalize = _split_transform(model)
+        if repr(decode) != prepared.key:
+            raise ValueError(f"the prepared sample was decoded as {prepared.key}, and "
+                             f"{model.zoo.name!r} decodes as {decode!r}")
+        ds, num_workers = prepared.dataset(normalize), 0  # nothing left to decode
     if recalibrate:
         recalibrate_batchnorm(model, ds, indices, batch_size=batch_size, device=device)
     feats, valid, _, ok = _extract(model, model.zoo.head, ds, indices, batch_size=batch_size,

@@ -32,7 +32,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from zoo_core._data import FolderData
-    from zoo_core._finetune.measure import ProbeScore
+    from zoo_core._finetune.measure import PreparedSample, ProbeScore
+
+# Decoded sample tensors (resized, cropped; not normalised) kept for the next candidates
+# that decode alike (every zoonet tag does); above this the sample is decoded per model.
+SHARED_SAMPLE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -189,13 +193,38 @@ class _Scorer:
         self.data_hash = data_hash(folder.classes, self.samples)
         self.random: dict[tuple[str, str], ProbeScore] = {}
         self.undecodable: set[str] = set()
+        self.prepared: dict[str, PreparedSample] = {}  # preprocessing key -> sample
 
-    def features(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, model: Any) -> PreparedSample | None:
+        """The sample decoded and transformed for ``model``'s preprocessing, once per
+        preprocessing (None when it would not fit in ``SHARED_SAMPLE_BYTES``)."""
+        import math
+
+        from zoo_core._data import BadItem, data_config_of
+        from zoo_core._finetune.measure import prepare_sample, preprocessing_key
+
+        key = preprocessing_key(model)
+        if key in self.prepared:
+            return self.prepared[key]
+        need = len(self.idx) * math.prod(data_config_of(model)["input_size"]) * 4
+        if need > SHARED_SAMPLE_BYTES:
+            return None
+        while self.prepared and \
+                sum(p.nbytes for p in self.prepared.values()) + need > SHARED_SAMPLE_BYTES:
+            del self.prepared[next(iter(self.prepared))]  # the oldest
+        sample = self.prepared[key] = prepare_sample(model, self.folder, self.idx)
+        self.undecodable.update(it.path for it in sample.items.values()
+                                if isinstance(it, BadItem))
+        return sample
+
+    def features(self, model: Any, *, recalibrate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         from zoo_core._finetune.measure import extract_sample
 
+        prepared = self.prepare(model)
         x, y = extract_sample(model, self.folder, self.idx, batch_size=self.batch_size,
-                              num_workers=0, device=self.device)
-        if len(y) != len(self.idx):
+                              num_workers=0, device=self.device, recalibrate=recalibrate,
+                              prepared=prepared)
+        if prepared is None and len(y) != len(self.idx):
             self._note_undecodable()
         return x, y
 
@@ -245,10 +274,7 @@ class _Scorer:
             _seed_all(self.seed + 1 + i)
             m = build_model(model_name, self.folder.num_classes, "scratch",
                             label_names=self.folder.classes, device=self.device)
-            from zoo_core._finetune.measure import extract_sample
-
-            x, y = extract_sample(m, self.folder, self.idx, batch_size=self.batch_size,
-                                  num_workers=0, device=self.device, recalibrate=True)
+            x, y = self.features(m, recalibrate=True)
             del m
             with _one_thread():
                 scores.append(cv_probe(x, y, seed=self.seed))

@@ -23,6 +23,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny convolutions: one torch thread is faster and immune to a loaded machine.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded target task, small: digits 5-9, 6 training images per class, val 20%
+    of all; written once per test module."""
+    from zoo_core_plugins.zoonet.digits import export_imagefolder
+
+    return export_imagefolder(tmp_path_factory.mktemp("d") / "digits", per_class=6)
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache for the whole session: timm's name list is built once, not per test."""

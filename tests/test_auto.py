@@ -7,8 +7,6 @@ measure); finetune(strategy="auto") is tested end to end on tiny data."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -27,17 +25,7 @@ from zoo_core_plugins.zoonet.digits import export_imagefolder
 QUIET = {"progress": False, "verbose": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    return export_imagefolder(tmp_path_factory.mktemp("d") / "digits", per_class=6)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- decide

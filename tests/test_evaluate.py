@@ -14,13 +14,7 @@ from zoo_core._finetune import finetune
 from zoo_core.errors import InvalidArgumentError
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_eval_and_predict(hub_env, tmp_path, capsys):

@@ -35,19 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"progress": False, "verbose": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: one thread is faster and immune to a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    """Digits 5-9, 6 training images per class, val 20% of all (the target task)."""
-    return export_imagefolder(tmp_path_factory.mktemp("d") / "digits", per_class=6)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

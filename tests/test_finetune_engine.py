@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,15 +13,9 @@ import zoo_core
 from zoo_core._finetune import finetune
 from zoo_core._finetune.dist import _Dist
 from zoo_core._finetune.recipe import Recipe, create_optimizer
-from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 QUIET = {"progress": False, "verbose": False, "threads": 1}
 SGD = {"probe_solver": "sgd"}  # linear_probe trained for epochs, not solved
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    return export_imagefolder(tmp_path_factory.mktemp("d") / "digits", per_class=6)
 
 
 def test_bf16_step_moves_every_trainable_param_and_no_frozen_one():

@@ -25,17 +25,7 @@ from zoo_core_plugins.zoonet.digits import export_imagefolder
 FAST = {"per_class": 4}  # sampled images per class: tiny, still cross-validatable
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    return export_imagefolder(tmp_path_factory.mktemp("d") / "digits", per_class=6)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _weights_file(path: Path) -> Path:

@@ -24,20 +24,8 @@ from zoo_core._finetune.measure import (
 from zoo_core._finetune.utils import _seed_all
 from zoo_core._rank import ranking
 from zoo_core._rank.ranking import rank_models
-from zoo_core_plugins.zoonet.digits import export_imagefolder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    return export_imagefolder(tmp_path_factory.mktemp("d") / "digits", per_class=6)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _folder_and_sample(root: Path):

@@ -312,7 +312,7 @@ def test_cli_finetune(tmp_path, digits, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "epoch   2/2" in out and "best       val acc" in out
-    assert f"zoo eval {tmp_path / 'o' / 'best'} --data {digits}" in out
+    assert f"zoo eval {tmp_path / 'o'}  (its validation split" in out
     assert "zoo push" in out and "zoo predict" in out
     assert "\r" not in out  # not a terminal: plain lines, no progress bars
     assert (tmp_path / "o" / "best" / "model.safetensors").is_file()
@@ -322,6 +322,12 @@ def test_cli_finetune(tmp_path, digits, capsys):
                               "0.05", "--probe-solver", "sgd"])
     assert args.func(args) == 0
     assert "resume      from" in capsys.readouterr().out
+    # the run folder alone: data, strategy and every setting come from its run.json
+    args = parser.parse_args(["finetune", "--resume", str(tmp_path / "o"), "--epochs", "4",
+                              "--no-progress"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "planned epochs 4" in out and "epoch   4/4" in out and "30 train" in out
 
 
 def test_push_best_to_hub(hub_env, tmp_path, digits):

@@ -161,7 +161,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path, digits, monkeypatch, capsys):
         finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, out=out, **SGD,
                  **QUIET)
     err = capsys.readouterr().err
-    assert "interrupted during epoch 2" in err and f"--out {out}" in err
+    assert "interrupted during epoch 2" in err and f"zoo finetune --resume {out}" in err
     assert "--resume" in err and "epoch 1" in err
     assert (out / "curves.png").is_file()  # drawn after epoch 1 already
 

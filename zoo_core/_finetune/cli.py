@@ -94,7 +94,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--log-with", choices=("tensorboard",), default=None,
                    help="also log to TensorBoard in OUT (pip install 'zoo-core[tensorboard]')")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", default=None)
-    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
+                   help="continue a run (RUN, or --out RUN): model, data and every setting "
+                        "come from RUN/run.json; only --epochs may change")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that has "
                    "a checkpoint")
     p.add_argument("--force", action="store_true",
@@ -111,41 +113,84 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="run every strategy on the embedded task and print a table")
     p.set_defaults(func=_cmd_finetune)
+    for action in p._actions:  # which flags were typed: see _given
+        if action.default not in (None, False, argparse.SUPPRESS) and action.dest != "help":
+            action.default = _Default(action.default)
     return p
 
 
+class _Default:
+    """A parser default, marked so that a flag typed on the command line (even with the
+    default's value) is told apart from one left out (resume refuses typed flags that
+    differ from the run's record and takes the rest from it)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self.value == (other.value if isinstance(other, _Default) else other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _given(args: argparse.Namespace) -> tuple[argparse.Namespace, set[str]]:
+    """``args`` with plain values, and the destinations the command line set."""
+    plain, given = argparse.Namespace(), set()
+    for key, value in vars(args).items():
+        if isinstance(value, _Default):
+            value = value.value
+        elif value is not None and value is not False:
+            given.add(key)
+        setattr(plain, key, value)
+    return plain, given
+
+
+_RECIPE = {"opt": "opt", "momentum": "momentum", "weight_decay": "weight_decay",
+           "layer_decay": "layer_decay", "warmup_epochs": "warmup_epochs",
+           "warmup_lr": "warmup_lr", "min_lr": "min_lr", "smoothing": "smoothing",
+           "mixup": "mixup", "cutmix": "cutmix", "ema": "ema_decay"}
+_SAME = ("model", "data", "strategy", "epochs", "batch_size", "lr", "seed", "val_fraction",
+         "per_class", "early_stop", "keep", "log_with", "push_to_hub", "resume", "overwrite",
+         "force", "augment", "input_size", "precision", "accumulate", "threads",
+         "num_workers", "lp_epochs", "probe_solver", "device", "out")
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    args, given = _given(args)
     if args.compare:
         if args.data is not None:
             raise InvalidArgumentError("--compare runs on the embedded dataset; drop --data")
         run_default(args.model, epochs=args.epochs, seed=args.seed,
                     progress=not args.no_progress)
         return 0
-    out = args.out or os.path.join("runs", f"{args.model.replace('/', '_').replace(':', '_')}-"
-                                   f"{time.strftime('%Y%m%d-%H%M%S')}")
-    recipe = {"opt": args.opt, "momentum": args.momentum, "weight_decay": args.weight_decay,
-              "layer_decay": args.layer_decay, "warmup_epochs": args.warmup_epochs,
-              "warmup_lr": args.warmup_lr, "min_lr": args.min_lr, "smoothing": args.smoothing,
-              "mixup": args.mixup, "cutmix": args.cutmix, "ema_decay": args.ema}
-    _, result = finetune(
-        args.model, args.data, strategy=args.strategy, epochs=args.epochs or DEFAULT_EPOCHS,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, out=out,
-        seed=args.seed, val_fraction=args.val_fraction, per_class=args.per_class,
-        weights=None if str(args.weights).lower() == "none" else args.weights,
-        cache_features=not args.no_cache, augment=args.augment,
-        push_to_hub=args.push_to_hub, resume=args.resume, overwrite=args.overwrite,
-        num_workers=args.num_workers, device=args.device, progress=not args.no_progress,
-        force=args.force, input_size=args.input_size,
-        precision=args.precision, accumulate=args.accumulate, threads=args.threads,
-        recipe=recipe, early_stop=args.early_stop, keep=args.keep, log_with=args.log_with,
-        lp_epochs=args.lp_epochs, probe_solver=args.probe_solver)
+    # Only what was typed goes to finetune(): its defaults are the parser's, and a resumed
+    # run takes everything left out from its run.json.
+    kwargs: dict[str, Any] = {k: getattr(args, k) for k in _SAME if k in given}
+    recipe = {field: getattr(args, dest) for dest, field in _RECIPE.items() if dest in given}
+    if recipe:
+        kwargs["recipe"] = recipe
+    if "weights" in given:
+        kwargs["weights"] = None if str(args.weights).lower() == "none" else args.weights
+    if args.no_cache:
+        kwargs["cache_features"] = False
+    if not args.resume and args.out is None:
+        kwargs["out"] = os.path.join("runs", f"{args.model.replace('/', '_').replace(':', '_')}-"
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+    _, result = finetune(progress=not args.no_progress, **kwargs)
     if int(os.environ.get("RANK", "0") or 0) == 0:
         print()
         print(result.summary())
-        best = result.best_dir or "OUT/best"
-        data = f" --data {shlex.quote(str(result.extra.get('data_root', args.data)))}"
-        print(f"\nnext       zoo eval {shlex.quote(best)}{data}\n"
-              f"           zoo predict {shlex.quote(best)} IMAGE...\n"
-              f"           zoo push {shlex.quote(best)} ORG/NAME")
+        run = shlex.quote(result.out_dir or "OUT")
+        best = shlex.quote(result.best_dir or "OUT/best")
+        print(f"\nnext       zoo eval {run}  (its validation split; --data DIR for other "
+              f"images)\n"
+              f"           zoo predict {best} IMAGE_OR_FOLDER...\n"
+              f"           zoo push {best} ORG/NAME")
         sys.stdout.flush()
     return 0

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo_core._finetune.args import check_args, default_threads, parse_input_size
 from zoo_core._finetune.auto import _decide
-from zoo_core._finetune.checkpoint import _read_checkpoint, _restore
+from zoo_core._finetune.checkpoint import _restore
 from zoo_core._finetune.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -79,6 +79,7 @@ from zoo_core._finetune.probe import SOLVERS
 from zoo_core._finetune.recipe import Recipe
 from zoo_core._finetune.report import _plot, _push, _write_metrics
 from zoo_core._finetune.results import FinetuneResult
+from zoo_core._finetune.resume import explicit_arguments, open_checkpoint, record_arguments
 from zoo_core._finetune.setup import build_run, prepare_training, train_lp_head
 from zoo_core._finetune.utils import _Printer
 from zoo_core.errors import InvalidArgumentError, TransferNotRecommendedError, ZooError
@@ -89,6 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["EXIT_AFTER_EPOCH_ENV", "EXIT_CODE", "finetune"]
 
 
+@explicit_arguments
 def finetune(
     model: str = "zoonet_s",
     data: str | os.PathLike[str] | None = None,
@@ -106,7 +108,7 @@ def finetune(
     cache_features: bool = True,
     augment: bool | Mapping[str, Any] = False,
     push_to_hub: str | None = None,
-    resume: bool = False,
+    resume: bool | str | os.PathLike[str] = False,
     overwrite: bool = False,
     num_workers: int = 0,
     device: Any = None,
@@ -139,9 +141,12 @@ def finetune(
     layer decay, warmup, label smoothing, Mixup/CutMix, EMA) and ``weight_decay`` shape
     the optimisation. ``precision``: ``32``, ``bf16`` (CPU or GPU) or ``fp16`` (GPU).
     ``threads``: torch CPU threads during the run (default :func:`default_threads`).
-    ``out``: where the run's files go (``None``: no files). ``resume``: continue
-    ``out/checkpoint`` (same arguments; a larger ``epochs`` extends a run); without it an
-    existing checkpoint is refused unless ``overwrite``. ``early_stop``: stop after this
+    ``out``: where the run's files go (``None``: no files; one run at a time: the folder
+    is locked while a run writes it). ``resume``: continue ``out/checkpoint`` (``True``,
+    or the run folder itself); the model, data and every hyperparameter come from the
+    run's ``run.json``, only ``epochs`` may change (a larger value extends a finished
+    run) and any other argument given that differs from the record is refused; without
+    it an existing checkpoint is refused unless ``overwrite``. ``early_stop``: stop after this
     many epochs without a better validation accuracy. ``keep``: checkpoints of the best
     ``keep`` epochs stay next to the latest. ``log_with="tensorboard"``: also log to
     TensorBoard (``pip install 'zoo-core[tensorboard]'``).
@@ -182,7 +187,7 @@ def finetune(
         batch_size=batch_size, lr=lr, out=Path(out).expanduser() if out is not None else None,
         seed=seed, val_fraction=val_fraction, per_class=per_class, weights=weights,
         cache_features=cache_features, augment=augment, push_to_hub=push_to_hub,
-        resume=resume, overwrite=overwrite, num_workers=num_workers, progress=progress,
+        resume=bool(resume), overwrite=overwrite, num_workers=num_workers, progress=progress,
         verbose=verbose, force=force,
         sync_bn=sync_bn, input_size=parse_input_size(input_size), precision=str(precision),
         accumulate=accumulate,
@@ -204,48 +209,6 @@ def finetune(
     finally:
         ctx.close()
         torch.set_num_threads(threads_before)
-
-
-def _open_checkpoint(opts: _Options, say: _Printer) -> dict[str, Any] | None:
-    """The checkpoint to continue, after the resume/overwrite rules."""
-    from zoo_core._finetune.run_record import read_run
-
-    out_dir = opts.out
-    if opts.resume and out_dir is None:
-        raise InvalidArgumentError("resume=True (--resume) needs out=DIR (--out), the run's "
-                                   "output folder")
-    ckpt_dir = out_dir / "checkpoint" if out_dir is not None else None
-    ckpt = _read_checkpoint(ckpt_dir) if ckpt_dir is not None else None
-    if ckpt is not None and not opts.resume and not opts.overwrite:
-        raise InvalidArgumentError(
-            f"{out_dir} holds a checkpoint of an earlier run (epoch {ckpt['epoch']}); pass "
-            "resume=True (--resume) to continue it, overwrite=True (--overwrite) to start "
-            "over, or choose another output folder")
-    if not opts.resume:
-        return None
-    assert out_dir is not None
-    if ckpt is None:
-        if read_run(out_dir) is None:
-            raise InvalidArgumentError(
-                f"--resume: {out_dir} is not a finetune run folder (no run.json, no "
-                "checkpoint/state.json); point --out at a run's folder, or drop --resume "
-                "to start a new run")
-        say(f"resume      no checkpoint in {ckpt_dir} yet: starting at epoch 1")
-        return None
-    target = int(ckpt.get("epochs", ckpt.get("signature", {}).get("epochs", ckpt["epoch"])))
-    finished = bool(ckpt.get("finished", int(ckpt["epoch"]) >= target))
-    if opts.epochs and opts.epochs < int(ckpt["epoch"]):
-        raise InvalidArgumentError(
-            f"--epochs {opts.epochs}: the run in {out_dir} has already trained "
-            f"{ckpt['epoch']} epochs; pass --epochs {int(ckpt['epoch']) + 1} or more to "
-            "extend it")
-    if finished and (not opts.epochs or opts.epochs <= target):
-        how = (f"stopped early after epoch {ckpt['epoch']}" if ckpt.get("stopped_early")
-               else f"trained all its {target} epochs")
-        raise InvalidArgumentError(
-            f"--resume: the run in {out_dir} is finished ({how}); to train it further pass "
-            f"--epochs N with N > {ckpt['epoch']} (epochs=N), or --overwrite to start over")
-    return ckpt
 
 
 def make_pilot(model_name: str, **kwargs: Any) -> Any:
@@ -302,6 +265,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
         command_line,
         data_fingerprint,
         package_versions,
+        read_run,
         write_run,
     )
     from zoo_core._strategies import parse_strategy
@@ -314,7 +278,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     requested = parse_strategy(opts.strategy)
 
     # 1. an earlier run's checkpoint, 2. data, 3. strategy
-    ckpt = _open_checkpoint(opts, say)
+    ckpt = open_checkpoint(opts, say)
     folder, source = load_folder(ctx, opts.data, opts.per_class, opts.val_fraction, opts.seed)
     classes = folder.classes
     say(f"data        {source}: {len(folder.train)} train / {len(folder.val)} val images, "
@@ -322,7 +286,8 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     if ckpt is not None:
         kind_str, reason = ckpt["strategy"], ckpt["reason"]
         forced, figures = bool(ckpt.get("forced")), dict(ckpt.get("figures") or {})
-        say(f"resume      from {opts.out} after epoch {ckpt['epoch']}; strategy {kind_str}")
+        say(f"resume      from {opts.out} after epoch {ckpt['epoch']}; strategy {kind_str}; "
+            f"planned epochs {opts.epochs or ckpt.get('epochs')}")
     else:
         kind_str, reason, forced, figures = _decide_strategy(ctx, opts, folder, say, requested)
     kind = parse_strategy(kind_str)
@@ -383,7 +348,16 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
 
     # 5. the record of the run, then the epochs
     data_hash = data_fingerprint(folder)
-    record = {"command": command_line(), "strategy": kind_str, "reason": reason,
+    earlier = read_run(out_dir) if ckpt is not None and out_dir is not None else None
+    command, resumes = command_line(), []
+    if earlier is not None:  # a resume: the run keeps its first command; this one is added
+        resumes = [*earlier.get("resumes", []), {
+            "command": command, "after_epoch": start_epoch - 1, "epochs": epochs,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]
+        command = earlier.get("command", command)
+    record = {"command": command, "resumes": resumes,
+              "arguments": record_arguments(opts, epochs),
+              "strategy": kind_str, "reason": reason,
               "forced": forced, "figures": figures,
               "hyperparameters": {**opts.hyperparameters(kind_str, lr_base, epochs),
                                   **run.recipe.as_dict()},
@@ -405,8 +379,8 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
                      "classes": list(classes), "num_train": len(folder.train),
                      "num_val": len(folder.val), "split": folder.split,
                      "files_sha256": data_hash["files_sha256"]}
-    hint = ("resume with the same command plus --resume" + (f" --out {out_dir}" if out_dir
-            else " (it needs --out DIR to keep checkpoints)") + " (Python: resume=True)")
+    hint = (f"resume with: zoo finetune --resume {out_dir} (Python: resume=True)" if out_dir
+            else "a run resumes only with --out DIR, where it keeps its checkpoints")
     cfg = LoopConfig(
         epochs=epochs, start_epoch=start_epoch, accumulate=opts.accumulate,
         early_stop=opts.early_stop, keep=opts.keep, out_dir=out_dir,

@@ -1,0 +1,130 @@
+"""A run is one thing: --resume reads the run from run.json, refuses differing flags, keeps
+--keep / --early-stop / --log-with; a run folder never loses data to a missing state.json;
+one run at a time per folder; checkpoints are verified. The real `zoo` command, in
+subprocesses, on the small digits fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zoo_core
+from zoo_core._finetune import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, finetune
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+QUIET = {"progress": False, "verbose": False}
+SGD = {"probe_solver": "sgd", "batch_size": 8}
+
+
+def zoo(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("zoo")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "zoo_core.cli"]
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1",
+                **(env or {})}
+    return subprocess.run([*cmd, *args], env=full_env, capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("zoo: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.slow
+def test_resume_takes_the_run_from_run_json(tmp_path, digits):
+    run = tmp_path / "run"
+    first = ["finetune", "zoonet_s", "--data", str(digits), "--strategy", "linear_probe",
+             "--probe-solver", "sgd", "--epochs", "3", "--batch-size", "8", "--lr", "0.05",
+             "--keep", "3", "--early-stop", "5", "--out", str(run), "--no-progress"]
+    proc = zoo(*first, env={EXIT_AFTER_EPOCH_ENV: "1"})
+    assert proc.returncode == EXIT_CODE, proc.stderr
+
+    # every other flag differs from the run's: refused, naming the flag, nothing changed
+    before = snapshot(run)
+    for flags, name in ((["--strategy", "finetune"], "--strategy"),
+                        (["--keep", "1"], "--keep"), (["--data", str(tmp_path)], "--data"),
+                        (["--per-class", "6"], "--per-class"), (["--lr", "0.1"], "--lr"),
+                        (["--mixup", "0.2"], "--mixup"), (["--augment"], "--augment")):
+        line = one_error_line(zoo("finetune", "--resume", str(run), *flags))
+        assert f"with {name}" in line and "run.json" in line, line
+    assert snapshot(run) == before
+
+    # the run folder alone resumes it on its own data with its own settings
+    proc = zoo("finetune", "--resume", str(run), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "planned epochs 3" in proc.stdout and "epoch   3/3" in proc.stdout
+    assert "30 train" in proc.stdout and "embedded" not in proc.stdout
+    record = json.loads((run / "run.json").read_text())
+    assert record["command"] == "zoo " + " ".join(first)
+    assert record["hyperparameters"]["keep"] == 3
+    assert record["hyperparameters"]["early_stop"] == 5
+    assert record["arguments"]["data"] == str(digits.resolve())
+    assert [r["after_epoch"] for r in record["resumes"]] == [1]
+    kept = sorted(p.name for p in (run / "checkpoint").glob("epoch-*.safetensors"))
+    assert len(kept) == 3  # --keep 3 survived the resume: nothing pruned
+
+    # the same value typed again is fine; --resume --out RUN still works; more epochs extend
+    proc = zoo("finetune", "--resume", "--out", str(run), "--epochs", "4", "--lr", "0.05",
+               "--strategy", "linear_probe", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch   4/4" in proc.stdout
+    assert f"zoo eval {run}" in proc.stdout
+    record = json.loads((run / "run.json").read_text())
+    assert [r["epochs"] for r in record["resumes"]] == [3, 4]
+
+
+def test_python_resume_follows_the_same_rule(tmp_path, digits):
+    run = tmp_path / "run"
+    finetune("zoonet_s", digits, strategy="linear_probe", epochs=1, out=run, keep=2,
+             early_stop=4, **SGD, **QUIET)
+    with pytest.raises(zoo_core.InvalidArgumentError, match="with --keep 1 .*started with 2"):
+        finetune(out=run, resume=True, epochs=2, keep=1, **QUIET)
+    with pytest.raises(zoo_core.InvalidArgumentError, match="with --batch-size"):
+        finetune(resume=run, epochs=2, batch_size=4, **QUIET)
+    with pytest.raises(zoo_core.InvalidArgumentError, match="different folders"):
+        finetune(resume=run, out=tmp_path / "other", epochs=2, **QUIET)
+    _, res = finetune(resume=run, epochs=2, **QUIET)  # no model, no data: all from run.json
+    assert res.resumed_from_epoch == 1 and res.num_train == 30
+    record = json.loads((run / "run.json").read_text())
+    assert record["hyperparameters"]["keep"] == 2 and record["arguments"]["early_stop"] == 4
+
+
+def test_finished_early_stopped_run_names_the_planned_epochs(tmp_path, digits):
+    out = tmp_path / "run"
+    _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=8, lr=3.0,
+                      early_stop=1, out=out, **SGD, **QUIET)
+    stopped = res.extra["stopped_early"]
+    assert stopped is not None and stopped < 8
+    with pytest.raises(zoo_core.InvalidArgumentError,
+                       match=rf"stopped early after epoch {stopped} of 8.*N > 8"):
+        finetune(resume=out, **QUIET)
+
+
+def test_missing_state_json_changes_nothing(tmp_path, digits):
+    run = tmp_path / "run"
+    finetune("zoonet_s", digits, strategy="linear_probe", epochs=2, keep=2, out=run, **SGD,
+             **QUIET)
+    (run / "checkpoint" / "state.json").unlink()
+    before = snapshot(run)
+    for kw in ({"resume": run}, {"model": "zoonet_s", "data": digits, "out": run}):
+        with pytest.raises(zoo_core.InvalidArgumentError,
+                           match=r"state.json is missing.*epoch-0001.*best/.*nothing was "
+                                 r"changed.*restore state.json.*--overwrite"):
+            finetune(strategy="linear_probe", epochs=3, **kw, **QUIET)
+    assert snapshot(run) == before
+    _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=1, out=run,
+                      overwrite=True, **SGD, **QUIET)
+    assert res.resumed_from_epoch is None

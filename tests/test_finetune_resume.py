@@ -128,3 +128,73 @@ def test_missing_state_json_changes_nothing(tmp_path, digits):
     _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=1, out=run,
                       overwrite=True, **SGD, **QUIET)
     assert res.resumed_from_epoch is None
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from zoo_core._finetune.lock import RunLock
+lock = RunLock(Path(sys.argv[1]))
+lock.acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_folder_is_locked_while_a_run_writes_it(tmp_path, digits):
+    import signal
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        line = one_error_line(zoo("finetune", "--data", str(digits), "--strategy",
+                                  "linear_probe", "--epochs", "1", "--out", str(run)))
+        assert f"in use by another run (pid {holder.pid}" in line and "--out" in line
+        with pytest.raises(zoo_core.ZooError, match=f"pid {holder.pid}"):
+            finetune("zoonet_s", digits, strategy="linear_probe", out=run, **QUIET)
+        assert [p.name for p in run.iterdir()] == [".zoo-run.lock"]  # nothing written
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies holding the lock: a stale lock file
+        holder.wait()
+        holder.stdout.close()
+    assert (run / ".zoo-run.lock").read_text().strip() == str(holder.pid)
+    _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=1, out=run, **SGD,
+                      **QUIET)
+    assert res.best_dir and not (run / ".zoo-run.lock").exists()  # taken over, released
+
+
+@pytest.mark.slow
+def test_two_zoo_runs_into_one_out(tmp_path, digits):
+    """The issue's case: a second `zoo finetune --out RUN` while the first trains."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    exe = Path(sys.executable).with_name("zoo")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "zoo_core.cli"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([*cmd, "finetune", "--data", str(digits), "--strategy",
+                              "finetune", "--epochs", "200", "--out", str(run),
+                              "--no-progress"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint" / "state.json").exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        line = one_error_line(zoo("finetune", "--data", str(digits), "--strategy",
+                                  "linear_probe", "--out", str(run), "--overwrite"))
+        assert f"pid {first.pid}" in line
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["strategy"] == "finetune"  # the second run wrote nothing
+    done = json.loads((run / "checkpoint" / "state.json").read_text())["epoch"]
+    _, res = finetune(resume=run, epochs=done + 1, **QUIET)  # the dead run's lock is taken
+    assert res.resumed_from_epoch == done

@@ -54,11 +54,12 @@ Pipeline, top to bottom in :func:`finetune`:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,10 +206,36 @@ def finetune(
         check_args(epochs=1, batch_size=batch_size, lr=None, val_fraction=0.0,
                    world=ctx.world, accumulate=1, keep=1, early_stop=None, threads=None,
                    num_workers=0)
-        return _finetune(ctx, wall_start, opts)
+        with _locked(ctx, opts.out):
+            return _finetune(ctx, wall_start, opts)
     finally:
         ctx.close()
         torch.set_num_threads(threads_before)
+
+
+@contextlib.contextmanager
+def _locked(ctx: _Dist, out: Path | None) -> Iterator[None]:
+    """Hold ``out``'s run lock (rank 0) for the whole run; every rank learns a refusal."""
+    from zoo_core._finetune.lock import RunLock, RunLockedError
+
+    lock = RunLock(out) if out is not None and ctx.main else None
+    refused = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except ZooError as exc:
+            refused = exc
+    message = ctx.broadcast(str(refused) if refused is not None else None) \
+        if out is not None else None
+    if refused is not None:
+        raise refused
+    if message:
+        raise RunLockedError(message)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def make_pilot(model_name: str, **kwargs: Any) -> Any:

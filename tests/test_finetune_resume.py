@@ -39,8 +39,9 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file's bytes (the lock file aside: a crashed run leaves it, the next takes it)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and p.name != ".zoo-run.lock"}
 
 
 @pytest.mark.slow
@@ -198,3 +199,86 @@ def test_two_zoo_runs_into_one_out(tmp_path, digits):
     done = json.loads((run / "checkpoint" / "state.json").read_text())["epoch"]
     _, res = finetune(resume=run, epochs=done + 1, **QUIET)  # the dead run's lock is taken
     assert res.resumed_from_epoch == done
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory, digits) -> Path:
+    """A run stopped after epoch 1 of 2 (the Ctrl-C hook), to be damaged by the tests."""
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    code = (f"import zoo_core._finetune as f; f.finetune('zoonet_s', {str(digits)!r}, "
+            f"strategy='linear_probe', epochs=2, out={str(run)!r}, probe_solver='sgd', "
+            "batch_size=8, progress=False, verbose=False)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), EXIT_AFTER_EPOCH_ENV: "1",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == EXIT_CODE, proc.stderr
+    return run
+
+
+def _damaged(two_epochs: Path, tmp_path: Path, damage) -> Path:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(two_epochs, run)
+    damage(run / "checkpoint")
+    return run
+
+
+def _flip_bit(ckpt: Path) -> None:
+    f = ckpt / "epoch-0001.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0x01  # inside a tensor: safetensors itself would load it without notice
+    f.write_bytes(bytes(data))
+
+
+def _state(**changes):
+    def damage(ckpt: Path) -> None:
+        state = json.loads((ckpt / "state.json").read_text())
+        state.update(changes)
+        (ckpt / "state.json").write_text(json.dumps(state))
+    return damage
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda c: (c / "epoch-0001.safetensors").write_bytes(
+        (c / "epoch-0001.safetensors").read_bytes()[:500]), "epoch-0001.safetensors"),
+    (lambda c: (c / "epoch-0001.safetensors").write_bytes(b""), "epoch-0001.safetensors"),
+    (_flip_bit, "epoch-0001.safetensors does not match the sha256"),
+    (_state(tensors="../../../../etc/passwd"), "'../../../../etc/passwd'.*refused"),
+    (_state(tensors="epoch-0009.safetensors"), "epoch-0009.safetensors is missing"),
+    (lambda c: (c / "state.json").write_text('{"epoch": 1, "tens'), "state.json cannot be"),
+], ids=["truncated", "empty", "flipped-bit", "path-escape", "missing-file", "bad-json"])
+def test_damaged_checkpoint_is_one_clear_error(two_epochs, tmp_path, damage, needle):
+    run = _damaged(two_epochs, tmp_path, damage)
+    before = snapshot(run)
+    with pytest.raises(zoo_core.InvalidArgumentError, match=needle) as err:
+        finetune(resume=run, **QUIET)
+    assert "nothing was changed" in str(err.value) and "--overwrite" in str(err.value)
+    assert snapshot(run) == before
+
+
+def test_damaged_checkpoint_on_the_command_line(two_epochs, tmp_path):
+    run = _damaged(two_epochs, tmp_path, _flip_bit)
+    line = one_error_line(zoo("finetune", "--resume", str(run)))
+    assert "epoch-0001.safetensors does not match the sha256" in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", [4_000, 310_000])
+def test_file_size_limit_is_one_clear_error(two_epochs, tmp_path, limit):
+    """`ulimit -f` (RLIMIT_FSIZE) while the run writes: one `zoo: error:` line naming the
+    file, no traceback, the last good checkpoint intact."""
+    import resource
+
+    run = _damaged(two_epochs, tmp_path, lambda c: None)
+
+    def limit_writes() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = zoo("finetune", "--resume", str(run), "--no-progress", preexec_fn=limit_writes)
+    line = one_error_line(proc)
+    assert str(run) in line and ("could not write" in line or "no space" in line), line
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 1
+    _, res = finetune(resume=run, **QUIET)
+    assert res.resumed_from_epoch == 1 and len(res.history) == 2

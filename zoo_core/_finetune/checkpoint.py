@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,20 +91,24 @@ def _save_checkpoint(ckpt_dir: Path, *, epoch: int, model: nn.Module, opt: Any,
     state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "tensors": name,
              "optimizer": opt_json, "rng": rng_json,
              "scaler": scaler.state_dict() if scaler is not None else None, **meta}
+    target = ckpt_dir / name
     try:
-        _atomic_save_tensors(ckpt_dir / name, tensors,
-                             metadata={"epoch": str(epoch), "format": str(CHECKPOINT_FORMAT)})
-        _atomic_write_text(ckpt_dir / "state.json", json.dumps(state, indent=1) + "\n")
-    except OSError as exc:
+        state["tensors_sha256"] = _atomic_save_tensors(
+            target, tensors, metadata={"epoch": str(epoch), "format": str(CHECKPOINT_FORMAT)})
+        target = ckpt_dir / "state.json"
+        _atomic_write_text(target, json.dumps(state, indent=1) + "\n")
+    except Exception as exc:  # OSError, or SafetensorError (a full disk as text)
+        if not isinstance(exc, OSError) and type(exc).__name__ != "SafetensorError":
+            raise
         previous = _read_epoch(ckpt_dir)
         if previous != epoch:  # state.json still names the last good one
             (ckpt_dir / name).unlink(missing_ok=True)
         kept = (f"the last good checkpoint (epoch {previous}) is intact"
                 if previous is not None else "no earlier checkpoint exists")
         raise CheckpointWriteError(
-            f"could not write the checkpoint of epoch {epoch} to {ckpt_dir} "
-            f"({type(exc).__name__}: {exc}); {kept}. Free some space, then continue with "
-            "--resume (resume=True)") from exc
+            f"could not write the checkpoint of epoch {epoch}: {target} "
+            f"({type(exc).__name__}: {exc}); {kept}. Free some space (or raise the file "
+            "size limit), then continue with --resume (resume=True)") from exc
     keep = {name} | {_name(e) for e in keep_epochs}
     for old in ckpt_dir.glob("epoch-*.safetensors"):
         if old.name not in keep:
@@ -121,28 +126,63 @@ def _read_epoch(ckpt_dir: Path) -> int | None:
         return None
 
 
+_TENSORS_NAME = re.compile(r"epoch-\d{4,}\.safetensors")
+_RECOVER = ("restore the file from a backup, or start over with --overwrite "
+            "(overwrite=True) or in another --out")
+
+
+def _unreadable(path: Path, why: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"the checkpoint file {path} {why}; nothing was changed. To "
+                                f"recover: {_RECOVER}")
+
+
 def _read_checkpoint(ckpt_dir: Path) -> dict[str, Any] | None:
+    """``state.json`` and the tensors it names, verified: the name cannot leave
+    ``ckpt_dir``, the bytes must match the recorded sha256, and every failure is one
+    error naming the file."""
     from safetensors import safe_open
+
+    from zoo_core._finetune.utils import file_sha256
 
     state_path = ckpt_dir / "state.json"
     if not state_path.is_file():
         return None
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
-        tensors_path = ckpt_dir / state["tensors"]
+    except (OSError, ValueError) as exc:
+        raise _unreadable(state_path, f"cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not isinstance(state.get("tensors"), str) or \
+            isinstance(state.get("epoch"), bool) or not isinstance(state.get("epoch"), int):
+        raise _unreadable(state_path, "is not a checkpoint state (no integer 'epoch' and "
+                                      "'tensors' file name)")
+    name = state["tensors"]
+    if not _TENSORS_NAME.fullmatch(name):
+        raise _unreadable(state_path, f"names the tensors file {name!r}, which is not an "
+                                      "epoch-NNNN.safetensors file inside the checkpoint "
+                                      "folder; it is refused")
+    tensors_path = ckpt_dir / name
+    if tensors_path.is_symlink() or not tensors_path.is_file():
+        raise _unreadable(tensors_path, "is missing (state.json names it)")
+    expected = state.get("tensors_sha256")
+    try:
+        if expected is not None and file_sha256(tensors_path) != expected:
+            raise _unreadable(tensors_path, "does not match the sha256 recorded in "
+                                            f"{state_path} (it is damaged or was changed)")
         tensors = {}
         with safe_open(str(tensors_path), framework="pt") as fh:
             meta = fh.metadata() or {}
             for key in fh.keys():  # noqa: SIM118  (safe_open has no __iter__)
                 tensors[key] = fh.get_tensor(key)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidArgumentError(
-            f"the checkpoint in {ckpt_dir} cannot be read ({type(exc).__name__}: {exc}); "
-            "delete it to start over") from exc
+    except InvalidArgumentError:
+        raise
+    except Exception as exc:  # OSError, SafetensorError (truncated, empty, not safetensors)
+        raise _unreadable(tensors_path, f"cannot be read ({type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else ''})"
+                          ) from exc
     if meta.get("epoch") != str(state["epoch"]) or state.get("format") != CHECKPOINT_FORMAT:
-        raise InvalidArgumentError(f"the checkpoint in {ckpt_dir} is inconsistent "
-                                   f"(state.json epoch {state.get('epoch')}, tensors "
-                                   f"{meta.get('epoch')}); delete it to start over")
+        raise _unreadable(tensors_path, f"does not belong to {state_path} (state.json epoch "
+                                        f"{state.get('epoch')}, tensors epoch "
+                                        f"{meta.get('epoch')})")
     state["_tensors"] = tensors
     return state
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoo_core._finetune.checkpoint import _rng_state, _save_checkpoint
 from zoo_core._finetune.report import _plot, _save_best, _write_metrics
 from zoo_core._finetune.results import EpochMetrics
+from zoo_core._finetune.utils import writing
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -137,14 +138,17 @@ def _after_epoch(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, model: nn.Mod
     rng_states = ctx.gather_objects(_rng_state(ctx.device))
     if ctx.main:
         m = state.history[-1]
-        _write_metrics(cfg.out_dir, state.history, cfg.header)
-        _plot(cfg.out_dir / "curves.png", state.history, cfg.title)
+        with writing(cfg.out_dir / "metrics.json"):
+            _write_metrics(cfg.out_dir, state.history, cfg.header)
+        with writing(cfg.out_dir / "curves.png"):
+            _plot(cfg.out_dir / "curves.png", state.history, cfg.title)
         weights = ema.module if ema is not None else model
         if improved:
-            _save_best(weights, cfg.out_dir / "best",
-                       metrics={"val_accuracy": m.val_acc, "val_loss": m.val_loss,
-                                "epoch": m.epoch, "epochs": cfg.epochs},
-                       training_data=cfg.training_data, card=cfg.card)
+            with writing(cfg.out_dir / "best"):
+                _save_best(weights, cfg.out_dir / "best",
+                           metrics={"val_accuracy": m.val_acc, "val_loss": m.val_loss,
+                                    "epoch": m.epoch, "epochs": cfg.epochs},
+                           training_data=cfg.training_data, card=cfg.card)
         state.kept = sorted([*state.kept, (m.val_acc, m.epoch)],
                             key=lambda k: (-k[0], k[1]))[:cfg.keep]
         assert ckpt_dir is not None

@@ -82,7 +82,7 @@ from zoo_core._finetune.report import _plot, _push, _write_metrics
 from zoo_core._finetune.results import FinetuneResult
 from zoo_core._finetune.resume import explicit_arguments, open_checkpoint, record_arguments
 from zoo_core._finetune.setup import build_run, prepare_training, train_lp_head
-from zoo_core._finetune.utils import _Printer
+from zoo_core._finetune.utils import _Printer, writing
 from zoo_core.errors import InvalidArgumentError, TransferNotRecommendedError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -359,7 +359,14 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
                 f"cannot resume {out_dir}: the run differs from the checkpoint in "
                 + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
                 + "; rerun with the same arguments, or pass overwrite=True to start over")
-        _restore(ckpt, net_model, run.opt, ctx, ema=run.ema.module if run.ema else None)
+        try:
+            _restore(ckpt, net_model, run.opt, ctx, ema=run.ema.module if run.ema else None)
+        except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+            raise InvalidArgumentError(
+                f"the checkpoint {out_dir / 'checkpoint' / ckpt['tensors']} does not fit the "
+                f"run's model and optimizer ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was changed. "
+                "Start over with --overwrite, or train into another --out") from exc
         trainer.updates = int(ckpt.get("updates", 0))
         state = LoopState.from_meta(ckpt)
         start_epoch = resumed_from = int(ckpt["epoch"]) + 1
@@ -394,7 +401,8 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
               "versions": package_versions(), "world_size": ctx.world,
               "device": str(ctx.device)}
     if ctx.main and out_dir is not None:
-        write_run(out_dir, record)
+        with writing(out_dir / "run.json"):
+            write_run(out_dir, record)
     if ctx.main and opts.log_with:
         ctx.acc.init_trackers("tensorboard", config={
             k: (v if isinstance(v, (int, float, str, bool)) else str(v))
@@ -444,8 +452,10 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
                      plot_png=str(out_dir / "curves.png"), best_dir=str(out_dir / "best"),
                      checkpoint_dir=str(out_dir / "checkpoint"))
         if ctx.main and history:
-            _write_metrics(out_dir, history, header)
-            _plot(out_dir / "curves.png", history, cfg.title)
+            with writing(out_dir / "metrics.json"):
+                _write_metrics(out_dir, history, header)
+            with writing(out_dir / "curves.png"):
+                _plot(out_dir / "curves.png", history, cfg.title)
     if opts.push_to_hub and ctx.main:
         hub_url = _push(net_model, opts.push_to_hub, out_dir, history, training_data, say,
                         card=cfg.card)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from zoo_core.errors import ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -44,7 +49,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _atomic_save_tensors(path: Path, tensors: dict[str, Any],
-                         metadata: dict[str, str] | None = None) -> None:
+                         metadata: dict[str, str] | None = None) -> str:
+    """Write ``tensors`` to ``path`` through a temporary file; returns the sha256 of the
+    bytes on disk (read back, so a short write cannot go unnoticed)."""
     from safetensors.torch import save_file
 
     from zoo_core._safefs import as_output_file
@@ -55,10 +62,40 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, Any],
         as_output_file(tmp)  # safetensors writes 0600; a run's files follow the umask
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        digest = file_sha256(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return digest
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class RunWriteError(ZooError, OSError):
+    """A file of a run could not be written (a full disk, ``ulimit -f``...)."""
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` into one clear error naming it."""
+    try:
+        yield
+    except ZooError:
+        raise
+    except Exception as exc:  # OSError, and SafetensorError, which carries errno as text
+        if not isinstance(exc, OSError) and type(exc).__name__ != "SafetensorError":
+            raise
+        raise RunWriteError(
+            f"could not write {path} ({type(exc).__name__}: {exc}); free some space (or "
+            "raise the file size limit), then continue the run with --resume "
+            "(resume=True)") from exc
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,35 @@ def _labels(net: Any) -> list[str]:
     return list(names) if names else [str(i) for i in range(net.zoo.num_classes)]
 
 
+class _Grayscale:
+    """An RGB image as the single channel a model built with ``in_chans=1`` takes."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Any) -> Any:
+        return self.transform(image.convert("L"))
+
+
+def _with_channels(net: Any, eval_tf: Any) -> Any:
+    """``eval_tf`` fed the channels ``net`` was built for (its data config's input size)."""
+    chans = int(net.zoo.data_config.input_size[0])
+    if chans == 3:
+        return eval_tf
+    if chans == 1:
+        return _Grayscale(eval_tf)
+    raise InvalidArgumentError(
+        f"the model takes {chans}-channel input; zoo eval and zoo predict read images as "
+        "RGB (3 channels) or grayscale (1)")
+
+
 def _batches(net: Any, paths: list[str], batch_size: int) -> Any:
     """Yield (paths, probabilities) per batch; unreadable files raise with their path."""
     import torch
 
     from zoo_core._data import load_rgb, make_transforms
 
-    _, eval_tf = make_transforms(net)
+    eval_tf = _with_channels(net, make_transforms(net)[1])
     device = next(net.parameters()).device
     for i in range(0, len(paths), batch_size):
         chunk = paths[i:i + batch_size]
@@ -55,32 +78,120 @@ def _batches(net: Any, paths: list[str], batch_size: int) -> Any:
         yield chunk, torch.softmax(logits.float(), dim=1).cpu()
 
 
-def evaluate(model: str, data: str | os.PathLike[str], *, out: str | os.PathLike[str] | None
-             = None, batch_size: int = 64, device: str | None = None) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix of ``model`` on the
-    images of ``data`` (``data/val/<class>/*`` when there is a val folder, else
-    ``data/<class>/*``). ``out``: write ``metrics.json``, ``confusion_matrix.json`` and
-    ``confusion_matrix.png`` there."""
+def find_run(model: str) -> tuple[Path | None, str]:
+    """``(run folder or None, model to load)``: ``RUN`` and ``RUN/best`` both name a run
+    (a folder with ``split.json``); ``RUN`` loads ``RUN/best``."""
+    from zoo_core._finetune.split_record import SPLIT_FILE
+
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None, model
+    if (path / SPLIT_FILE).is_file() or ((path / "run.json").is_file()
+                                         and (path / "best").is_dir()):
+        return path, str(path / "best")
+    if (path.parent / SPLIT_FILE).is_file():
+        return path.parent, model
+    return None, model
+
+
+def _run_validation(run: Path, split: dict[str, Any]) -> tuple[list[str], list[str]]:
+    from zoo_core._data import DatasetNotFoundError
+
+    root = Path(split["root"])
+    paths = [str(root / rel) for rel, _ in split["val"]]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"{len(missing)} of the {len(paths)} validation images of run {run} are gone "
+            f"from its data root {root} (first: {missing[0]}); was the data moved? Pass "
+            "--data DIR to evaluate on a folder (the run's training images are left out)")
+    return paths, [name for _, name in split["val"]]
+
+
+def _without_training(run: Path, split: dict[str, Any], paths: list[str],
+                      names: list[str]) -> tuple[list[str], list[str], int]:
+    root = Path(split["root"])
+    seen = {os.path.realpath(root / rel) for rel, _ in split["train"]}
+    keep = [i for i, p in enumerate(paths) if os.path.realpath(p) not in seen]
+    return [paths[i] for i in keep], [names[i] for i in keep], len(paths) - len(keep)
+
+
+def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
+             out: str | os.PathLike[str] | None = None, batch_size: int = 64,
+             device: str | None = None, include_train: bool = False) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix of ``model``.
+
+    ``model`` a run folder (``RUN`` or ``RUN/best``, which recorded its split in
+    ``RUN/split.json``), a saved folder or a model name. Without ``data``: the run's own
+    validation split. With ``data``: the images of ``data/val/<class>/*`` when there is a
+    val folder, else ``data/<class>/*``, minus the run's training images unless
+    ``include_train`` (then a warning says how many are in). ``result["split"]`` says
+    which images were scored. ``out``: write ``metrics.json``, ``confusion_matrix.json``
+    and ``confusion_matrix.png`` there."""
+    import warnings
+
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-    from zoo_core._data import DatasetError, DatasetNotFoundError, _scan_classes
+    from zoo_core._data import (
+        DatasetError,
+        DatasetNotFoundError,
+        DatasetWarning,
+        _scan_classes,
+    )
+    from zoo_core._finetune.split_record import read_split
 
-    root = Path(data).expanduser()
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"--data {str(root)!r} is not a directory of class folders")
-    folder = next((root / n for n in VAL_DIRS if (root / n).is_dir()), root)
-    per_class, skipped, _ = _scan_classes(folder, True)
-    if not per_class:
-        raise DatasetError(f"no images under {str(folder)!r}; expected <class>/<image> folders")
-    net = _load(model, device)
+    run, to_load = find_run(str(model))
+    split = read_split(run) if run is not None else None
+    skipped: list[tuple[str, str]] = []
+    excluded = 0
+    if data is None:
+        if split is None:
+            raise InvalidArgumentError(
+                f"--data DIR is needed: {model} is not a run folder with a split.json "
+                "(zoo eval RUN scores a run's own validation split)")
+        assert run is not None
+        paths, names = _run_validation(run, split)
+        where, described = split["root"], f"validation split of run {run}"
+    else:
+        root = Path(data).expanduser()
+        if not root.is_dir():
+            raise DatasetNotFoundError(
+                f"--data {str(root)!r} is not a directory of class folders")
+        folder = next((root / n for n in VAL_DIRS if (root / n).is_dir()), root)
+        per_class, skipped, _ = _scan_classes(folder, True)
+        if not per_class:
+            raise DatasetError(
+                f"no images under {str(folder)!r}; expected <class>/<image> folders")
+        paths = [p for c in sorted(per_class) for p in per_class[c]]
+        names = [c for c in sorted(per_class) for _ in per_class[c]]
+        where, described = str(folder), str(folder)
+        if split is not None:
+            kept_paths, kept_names, excluded = _without_training(run, split, paths, names)
+            if include_train:
+                if excluded:
+                    warnings.warn(
+                        f"{excluded} of the {len(paths)} images under {folder} are training "
+                        f"images of run {run}: the accuracy on them overstates how the "
+                        "model does on new images (drop --include-train to leave them out)",
+                        DatasetWarning, stacklevel=2)
+                described = f"{folder} including {excluded} training images of run {run}"
+                excluded = 0
+            else:
+                if not kept_paths:
+                    raise DatasetError(
+                        f"every image under {str(folder)!r} is a training image of run "
+                        f"{run}; zoo eval {run} scores its validation split (or pass "
+                        "--include-train to score them anyway)")
+                paths, names = kept_paths, kept_names
+                described = f"{folder} minus {excluded} training images of run {run}"
+    net = _load(to_load, device)
     labels = _labels(net)
-    unknown = sorted(set(per_class) - set(labels))
+    unknown = sorted(set(names) - set(labels))
     if unknown:
         raise DatasetError(
-            f"class folder(s) {unknown} under {str(folder)!r} are not labels of {model!r} "
+            f"class folder(s) {unknown} under {where!r} are not labels of {model!r} "
             f"({', '.join(labels)}); evaluate on folders named after the model's labels")
-    paths = [p for c in sorted(per_class) for p in per_class[c]]
-    truth = [labels.index(c) for c in sorted(per_class) for _ in per_class[c]]
+    truth = [labels.index(c) for c in names]
     pred: list[int] = []
     for _, probs in _batches(net, paths, batch_size):
         pred.extend(int(i) for i in probs.argmax(1))
@@ -88,7 +199,9 @@ def evaluate(model: str, data: str | os.PathLike[str], *, out: str | os.PathLike
     report = classification_report(truth, pred, labels=ids, target_names=labels,
                                    output_dict=True, zero_division=0)
     matrix = confusion_matrix(truth, pred, labels=ids).tolist()
-    result = {"model": model, "data": str(folder), "num_images": len(paths),
+    result = {"model": str(model), "data": where, "split": described,
+              "run": str(run) if run is not None else None,
+              "excluded_train_images": excluded, "num_images": len(paths),
               "accuracy": float(accuracy_score(truth, pred)),
               "per_class": {c: report[c] for c in labels},
               "macro_avg": report["macro avg"], "weighted_avg": report["weighted avg"],
@@ -126,12 +239,32 @@ def _write(out: Path, result: dict[str, Any]) -> None:
             for j, v in enumerate(row):
                 ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
                         color="white" if v > peak / 2 else "black")
-    ax.set_title(f"accuracy {result['accuracy']:.3f} on {result['num_images']} images",
-                 fontsize=10)
+    ax.set_title(f"accuracy {result['accuracy']:.3f} on {result['num_images']} images\n"
+                 + "\n".join(textwrap.wrap(result.get("split") or result["data"], 60)),
+                 fontsize=9)
     fig.tight_layout()
     tmp = out / f".confusion_matrix.tmp-{os.getpid()}.png"
     fig.savefig(tmp, format="png")
     os.replace(tmp, out / "confusion_matrix.png")
+
+
+def _expand(items: list[str]) -> list[str]:
+    """Image files as given; a folder becomes the images under it (sorted, recursive)."""
+    from zoo_core._data import _images_under
+
+    missing = [str(p) for p in items if not Path(p).exists()]
+    if missing:
+        raise InvalidArgumentError(f"no such image file or folder: {', '.join(missing)}")
+    found: list[str] = []
+    for item in items:
+        if Path(item).is_dir():
+            under = _images_under(Path(item))
+            if not under:
+                raise InvalidArgumentError(f"no images under the folder {item!r}")
+            found.extend(under)
+        else:
+            found.append(str(item))
+    return found
 
 
 def predict(model: str, images: list[str], *, top_k: int = 5, batch_size: int = 64,
@@ -139,9 +272,7 @@ def predict(model: str, images: list[str], *, top_k: int = 5, batch_size: int = 
     """Top-``top_k`` labels with probabilities for each image."""
     if top_k < 1:
         raise InvalidArgumentError(f"--top-k must be >= 1, got {top_k}")
-    missing = [p for p in images if not Path(p).is_file()]
-    if missing:
-        raise InvalidArgumentError(f"no such image file(s): {', '.join(missing)}")
+    images = _expand(images)
     net = _load(model, device)
     labels = _labels(net)
     k = min(top_k, len(labels))
@@ -157,13 +288,19 @@ def predict(model: str, images: list[str], *, top_k: int = 5, batch_size: int = 
 
 def add_cli(sub: Any) -> None:
     """``zoo eval`` and ``zoo predict``."""
-    p = sub.add_parser("eval", help="evaluate a model on an image folder",
+    p = sub.add_parser("eval", help="evaluate a model on its run's validation split or a "
+                                    "folder",
                        description="Accuracy, per-class precision/recall and a confusion "
-                                   "matrix (PNG + JSON) of MODEL (a name, hf-hub:org/repo or "
-                                   "a saved folder such as runs/x/best) on DIR/val/<class>/* "
-                                   "(or DIR/<class>/*).")
-    p.add_argument("model", metavar="MODEL_OR_DIR")
-    p.add_argument("--data", required=True, metavar="DIR")
+                                   "matrix (PNG + JSON) of MODEL (a run folder RUN or RUN/best, "
+                                   "a name, hf-hub:org/repo or a saved folder). A run without "
+                                   "--data: its own validation split (RUN/split.json). "
+                                   "--data DIR: DIR/val/<class>/* (or DIR/<class>/*), minus "
+                                   "the run's training images.")
+    p.add_argument("model", metavar="RUN_OR_MODEL")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="image folder to score (needed unless MODEL is a run folder)")
+    p.add_argument("--include-train", action="store_true",
+                   help="with --data: keep images the run trained on (with a warning)")
     p.add_argument("--out", default=None, help="folder for metrics.json and the confusion "
                    "matrix (default: MODEL_OR_DIR/eval for a folder, else eval-<name>)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -173,7 +310,8 @@ def add_cli(sub: Any) -> None:
 
     p = sub.add_parser("predict", help="top-k labels for images")
     p.add_argument("model", metavar="MODEL_OR_DIR")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files, or folders (every image under them)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true")
@@ -187,11 +325,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out = local / "eval" if local.is_dir() else Path(
             "eval-" + args.model.replace("/", "_").replace(":", "_"))
     res = evaluate(args.model, args.data, out=out, batch_size=args.batch_size,
-                   device=args.device)
+                   device=args.device, include_train=args.include_train)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"accuracy   {res['accuracy']:.4f} on {res['num_images']} images of {res['data']}")
+    print(f"accuracy   {res['accuracy']:.4f} on {res['num_images']} images: {res['split']}")
     print(f"{'class':<16} {'precision':>9} {'recall':>7} {'f1':>6} {'images':>7}")
     for name, r in res["per_class"].items():
         print(f"{name:<16} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1-score']:>6.3f} "

@@ -82,6 +82,7 @@ from zoo_core._finetune.report import _plot, _push, _write_metrics
 from zoo_core._finetune.results import FinetuneResult
 from zoo_core._finetune.resume import explicit_arguments, open_checkpoint, record_arguments
 from zoo_core._finetune.setup import build_run, prepare_training, train_lp_head
+from zoo_core._finetune.split_record import write_split
 from zoo_core._finetune.utils import _Printer, writing
 from zoo_core.errors import InvalidArgumentError, TransferNotRecommendedError, ZooError
 
@@ -338,6 +339,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
         out_dir.mkdir(parents=True, exist_ok=True)
         if ckpt is None and (out_dir / "checkpoint").exists():
             shutil.rmtree(out_dir / "checkpoint")
+        write_split(out_dir, folder, source, fresh=ckpt is None)
     ctx.barrier()
     signature = {
         "model": opts.model, "strategy": kind_str, "classes": list(classes),

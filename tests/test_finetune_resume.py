@@ -282,3 +282,16 @@ def test_file_size_limit_is_one_clear_error(two_epochs, tmp_path, limit):
     assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 1
     _, res = finetune(resume=run, **QUIET)
     assert res.resumed_from_epoch == 1 and len(res.history) == 2
+
+
+def test_runs_recorded_before_arguments_resume_from_their_hyperparameters(tmp_path, digits):
+    run = tmp_path / "run"
+    finetune("zoonet_s", digits, strategy="linear_probe", epochs=1, keep=2, out=run, **SGD,
+             **QUIET)
+    record = json.loads((run / "run.json").read_text())
+    del record["arguments"]
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(zoo_core.InvalidArgumentError, match="with --keep 1"):
+        finetune(resume=run, epochs=2, keep=1, **QUIET)
+    _, res = finetune(resume=run, epochs=2, **QUIET)
+    assert res.resumed_from_epoch == 1 and res.num_train == 30

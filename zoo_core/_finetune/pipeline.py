@@ -39,8 +39,10 @@ Pipeline, top to bottom in :func:`finetune`:
    ``checkpoint/`` (written after every epoch: model, optimizer, epoch, RNG states; the
    latest epoch is kept for resuming plus the best ``keep`` epochs; tensors in
    safetensors, the rest JSON, each file written to a temporary name and renamed;
-   ``state.json`` is the commit point), TensorBoard events with ``log_with=
-   "tensorboard"``, and optionally a push of ``best`` to the Hub.
+   ``state.json`` is the commit point and records the tensors' sha256), ``split.json``
+   (:mod:`.split_record`), TensorBoard events with ``log_with="tensorboard"``, and
+   optionally a push of ``best`` to the Hub. OUT is locked while the run writes it
+   (:mod:`.lock`); ``resume`` reads the run's arguments back (:mod:`.resume`).
 6. **multi-process** — under ``torchrun --nproc-per-node N`` or ``accelerate launch
    --num_processes N`` the job runs with accelerate's DistributedDataParallel (gloo on
    CPU, nccl on GPU) and a DistributedSampler;

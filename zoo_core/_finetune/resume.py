@@ -140,9 +140,14 @@ def resume_arguments(given: dict[str, Any]) -> dict[str, Any]:
 
     out_dir = Path(out).expanduser()
     record = read_run(out_dir)
-    if record is None or not isinstance(record.get("arguments"), dict):
-        return given  # no run here, or one recorded before arguments were: checked later
-    rec: dict[str, Any] = dict(record["arguments"])
+    if record is None:
+        return given  # not a run folder: open_checkpoint says so
+    rec = record.get("arguments")
+    if not isinstance(rec, dict):
+        rec = _legacy_arguments(record)
+        if rec is None:
+            return given
+    rec = dict(rec)
     hyper = record.get("hyperparameters", {})
     for key, value in given.items():
         if key in EXECUTION:
@@ -171,6 +176,25 @@ def resume_arguments(given: dict[str, Any]) -> dict[str, Any]:
     merged.update({k: v for k, v in given.items() if k in EXECUTION})
     merged["epochs"] = given.get("epochs") or rec.get("epochs")
     return merged
+
+
+def _legacy_arguments(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The arguments of a run recorded before run.json had ``"arguments"``, rebuilt from
+    its hyperparameters (``log_with`` was not recorded then)."""
+    from zoo_core._finetune.recipe import Recipe
+
+    hp, data = record.get("hyperparameters"), record.get("data")
+    if not isinstance(hp, dict) or not isinstance(data, dict) or "model" not in hp:
+        return None
+    names = ("batch_size", "lr", "seed", "val_fraction", "per_class", "weights",
+             "cache_features", "augment", "input_size", "precision", "accumulate",
+             "early_stop", "keep", "lp_epochs", "probe_solver", "sync_bn")
+    embedded = str(data.get("source", "")).startswith("embedded")
+    return {"model": hp["model"], "data": None if embedded else data.get("root"),
+            "strategy": hp.get("requested_strategy", hp.get("strategy", "auto")),
+            "epochs": hp.get("epochs"), **{k: hp[k] for k in names if k in hp},
+            "recipe": {k: hp[k] for k in Recipe.__dataclass_fields__ if k in hp},
+            "log_with": None}
 
 
 def _leftovers(out_dir: Path) -> list[str]:

@@ -295,3 +295,12 @@ def test_runs_recorded_before_arguments_resume_from_their_hyperparameters(tmp_pa
         finetune(resume=run, epochs=2, keep=1, **QUIET)
     _, res = finetune(resume=run, epochs=2, **QUIET)
     assert res.resumed_from_epoch == 1 and res.num_train == 30
+    # a damaged run.json: resuming from it alone is refused, the whole command still works
+    (run / "run.json").write_text('{"command": "zoo fine')
+    before = snapshot(run)
+    with pytest.raises(zoo_core.InvalidArgumentError, match="run.json cannot be read"):
+        finetune(resume=run, epochs=3, **QUIET)
+    assert snapshot(run) == before
+    _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, keep=2, out=run,
+                      resume=True, **SGD, **QUIET)
+    assert res.resumed_from_epoch == 2

@@ -141,6 +141,12 @@ def resume_arguments(given: dict[str, Any]) -> dict[str, Any]:
     out_dir = Path(out).expanduser()
     record = read_run(out_dir)
     if record is None:
+        if (out_dir / "run.json").is_file() and "data" not in given and "model" not in given:
+            raise InvalidArgumentError(
+                f"{out_dir / 'run.json'} cannot be read (not JSON), and the run's model, "
+                "data and settings are recorded there; nothing was changed. Restore it, or "
+                "resume with the run's whole command plus --resume (its checkpoint checks "
+                "that the settings match)")
         return given  # not a run folder: open_checkpoint says so
     rec = record.get("arguments")
     if not isinstance(rec, dict):

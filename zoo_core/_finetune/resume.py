@@ -111,12 +111,19 @@ def _normal(key: str, value: Any) -> Any:
     return value
 
 
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 def _refuse(out: Path, key: str, value: Any, recorded: Any) -> InvalidArgumentError:
     flag = FLAGS.get(key, key)
-    shown = json.dumps(value, default=str)
+    was = "the embedded data (no --data)" if key == "data" and recorded is None \
+        else _shown(recorded)
     return InvalidArgumentError(
-        f"cannot resume {out} with {flag} {shown} (Python: {key}={shown}): the run was "
-        f"started with {json.dumps(recorded, default=str)} and a resumed run keeps every "
+        f"cannot resume {out} with {flag} {_shown(value)} (Python: {key}="
+        f"{json.dumps(value, default=str)}): the run was started with "
+        f"{was} "
+        "and a resumed run keeps every "
         f"setting recorded in its run.json (only --epochs may change); drop {flag}, or "
         "start a new run in another --out (or --overwrite to start this one over)")
 
@@ -266,5 +273,5 @@ def open_checkpoint(opts: Any, say: Callable[[str], None]) -> dict[str, Any] | N
                else f"trained all its {target} epochs")
         raise InvalidArgumentError(
             f"--resume: the run in {out_dir} is finished ({how}); to train it further pass "
-            f"--epochs N with N > {target} (epochs=N), or --overwrite to start over")
+            f"--epochs N with N > {target} (Python: epochs=N), or --overwrite to start over")
     return ckpt

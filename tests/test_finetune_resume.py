@@ -304,3 +304,21 @@ def test_runs_recorded_before_arguments_resume_from_their_hyperparameters(tmp_pa
     _, res = finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, keep=2, out=run,
                       resume=True, **SGD, **QUIET)
     assert res.resumed_from_epoch == 2
+
+
+@pytest.mark.parametrize("argv, typed", [
+    ([], set()),
+    (["--seed", "0", "--mixup", "0", "--workers", "0"], {"seed", "mixup", "num_workers"}),
+    (["--seed", "3", "--lr", "0.1"], {"seed", "lr"}),
+])
+def test_only_typed_flags_count_as_given(argv, typed):
+    """A default of 0 / 0.0 (--seed, --mixup, --workers) is a default, not a typed flag:
+    a resumed run with --seed 1 was refused "--seed 0" when nothing was typed."""
+    from zoo_core.cli import build_parser
+
+    args = build_parser().parse_args(["finetune", "--resume", "--out", "RUN", *argv])
+    from zoo_core._finetune.cli import _given
+
+    _, given = _given(args)
+    recipe_or_run = given - {"resume", "out", "func", "command"}
+    assert recipe_or_run == typed

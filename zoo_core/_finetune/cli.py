@@ -114,7 +114,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                    help="run every strategy on the embedded task and print a table")
     p.set_defaults(func=_cmd_finetune)
     for action in p._actions:  # which flags were typed: see _given
-        if action.default not in (None, False, argparse.SUPPRESS) and action.dest != "help":
+        # identity, not ==: a default of 0 or 0.0 (--seed, --mixup...) equals False
+        if not any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                and action.dest != "help":
             action.default = _Default(action.default)
     return p
 

@@ -222,7 +222,9 @@ def add_cli(sub: Any) -> None:
 
     p = sub.add_parser("build", help="build a model and summarise it")
     p.add_argument("name")
-    p.add_argument("--num-classes", "-n", type=int, required=True)
+    p.add_argument("--num-classes", "-n", type=int, default=None,
+                   help="classes of the new head (default: the pretrained or saved model's "
+                        "own head, e.g. the labels of an hf-hub: repo or a run's best/)")
     p.add_argument("--strategy", "-s", default=None,
                    help="linear_probe, finetune, partial:K, scratch or auto (default: "
                         "registry.toml [defaults] strategy)")

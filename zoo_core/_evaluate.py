@@ -34,8 +34,11 @@ def _labels(net: Any) -> list[str]:
     return list(names) if names else [str(i) for i in range(net.zoo.num_classes)]
 
 
-def _batches(net: Any, paths: list[str], batch_size: int) -> Any:
-    """Yield (paths, probabilities) per batch; unreadable files raise with their path."""
+def _batches(net: Any, paths: list[str], batch_size: int,
+             bad: list[tuple[str, str]] | None = None) -> Any:
+    """Yield (paths, probabilities) per batch. An unreadable file raises with its path,
+    or, given a ``bad`` list, is appended to it as ``(path, reason)`` and left out of its
+    batch (a batch of only bad files yields nothing)."""
     import torch
 
     from zoo_core._data import load_rgb, make_transforms
@@ -43,13 +46,18 @@ def _batches(net: Any, paths: list[str], batch_size: int) -> Any:
     _, eval_tf = make_transforms(net)
     device = next(net.parameters()).device
     for i in range(0, len(paths), batch_size):
-        chunk = paths[i:i + batch_size]
-        xs = []
-        for p in chunk:
+        chunk, xs = [], []
+        for p in paths[i:i + batch_size]:
             try:
                 xs.append(eval_tf(load_rgb(p)))
             except Exception as exc:  # PIL raises many types for a bad file
-                raise InvalidArgumentError(f"cannot read image {p!r}: {exc}") from exc
+                if bad is None:
+                    raise InvalidArgumentError(f"cannot read image {p!r}: {exc}") from exc
+                bad.append((p, f"{type(exc).__name__}: {exc}"))
+                continue
+            chunk.append(p)
+        if not xs:
+            continue
         with torch.no_grad():
             logits = net(torch.stack(xs).to(device))
         yield chunk, torch.softmax(logits.float(), dim=1).cpu()
@@ -63,15 +71,26 @@ def evaluate(model: str, data: str | os.PathLike[str], *, out: str | os.PathLike
     ``confusion_matrix.png`` there."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-    from zoo_core._data import DatasetError, DatasetNotFoundError, _scan_classes
+    from zoo_core._data import (
+        BadImageWarning,
+        DatasetError,
+        DatasetNotFoundError,
+        _fmt_skipped,
+        warn_scan,
+    )
+    from zoo_core._scan import scan_classes
 
     root = Path(data).expanduser()
     if not root.is_dir():
         raise DatasetNotFoundError(f"--data {str(root)!r} is not a directory of class folders")
     folder = next((root / n for n in VAL_DIRS if (root / n).is_dir()), root)
-    per_class, skipped, _ = _scan_classes(folder, True)
+    found = scan_classes(root, [folder])  # the walker's rules: see zoo_core._scan
+    per_class, skipped = found.parts[0], list(found.skipped)
+    warn_scan(root, skipped, found.duplicates)
     if not per_class:
-        raise DatasetError(f"no images under {str(folder)!r}; expected <class>/<image> folders")
+        bad = f" ({len(skipped)} skipped: {_fmt_skipped(skipped)})" if skipped else ""
+        raise DatasetError(f"no images under {str(folder)!r}{bad}; expected <class>/<image> "
+                           "folders")
     net = _load(model, device)
     labels = _labels(net)
     unknown = sorted(set(per_class) - set(labels))
@@ -80,20 +99,33 @@ def evaluate(model: str, data: str | os.PathLike[str], *, out: str | os.PathLike
             f"class folder(s) {unknown} under {str(folder)!r} are not labels of {model!r} "
             f"({', '.join(labels)}); evaluate on folders named after the model's labels")
     paths = [p for c in sorted(per_class) for p in per_class[c]]
-    truth = [labels.index(c) for c in sorted(per_class) for _ in per_class[c]]
+    label_of = {p: labels.index(c) for c in sorted(per_class) for p in per_class[c]}
+    truth: list[int] = []
     pred: list[int] = []
-    for _, probs in _batches(net, paths, batch_size):
+    undecodable: list[tuple[str, str]] = []
+    for chunk, probs in _batches(net, paths, batch_size, undecodable):
+        truth.extend(label_of[p] for p in chunk)
         pred.extend(int(i) for i in probs.argmax(1))
+    if undecodable:
+        import warnings
+
+        warnings.warn(f"skipped {len(undecodable)} image(s) that failed to decode: "
+                      f"{_fmt_skipped(undecodable)}", BadImageWarning, stacklevel=2)
+        skipped += undecodable
+    if not pred:
+        raise DatasetError(f"no image under {str(folder)!r} could be decoded "
+                           f"({len(skipped)} skipped: {_fmt_skipped(skipped)})")
     ids = list(range(len(labels)))
     report = classification_report(truth, pred, labels=ids, target_names=labels,
                                    output_dict=True, zero_division=0)
     matrix = confusion_matrix(truth, pred, labels=ids).tolist()
-    result = {"model": model, "data": str(folder), "num_images": len(paths),
+    result = {"model": model, "data": str(folder), "num_images": len(pred),
               "accuracy": float(accuracy_score(truth, pred)),
               "per_class": {c: report[c] for c in labels},
               "macro_avg": report["macro avg"], "weighted_avg": report["weighted avg"],
               "labels": labels, "confusion_matrix": matrix,
-              "skipped": [list(s) for s in skipped]}
+              "skipped": [list(s) for s in skipped],
+              "duplicates": [list(d) for d in found.duplicates]}
     if out is not None:
         _write(Path(out), result)
     return result
@@ -139,9 +171,13 @@ def predict(model: str, images: list[str], *, top_k: int = 5, batch_size: int = 
     """Top-``top_k`` labels with probabilities for each image."""
     if top_k < 1:
         raise InvalidArgumentError(f"--top-k must be >= 1, got {top_k}")
-    missing = [p for p in images if not Path(p).is_file()]
+    missing = [p for p in images if not Path(p).exists()]
     if missing:
         raise InvalidArgumentError(f"no such image file(s): {', '.join(missing)}")
+    special = [p for p in images if not Path(p).is_file()]  # never open a FIFO or device
+    if special:
+        raise InvalidArgumentError(f"not a regular file (a folder, FIFO, socket or device?): "
+                                   f"{', '.join(special)}; name image files")
     net = _load(model, device)
     labels = _labels(net)
     k = min(top_k, len(labels))
@@ -196,6 +232,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name, r in res["per_class"].items():
         print(f"{name:<16} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1-score']:>6.3f} "
               f"{int(r['support']):>7}")
+    if res["skipped"]:
+        from zoo_core._data import _fmt_skipped
+
+        print(f"skipped    {len(res['skipped'])} file(s), not counted: "
+              f"{_fmt_skipped([tuple(s) for s in res['skipped']], limit=3)}")
     print(f"outputs    {out} (metrics.json, confusion_matrix.json, confusion_matrix.png)")
     return 0
 

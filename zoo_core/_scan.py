@@ -14,7 +14,8 @@ directly), and every image file is opened through :func:`open_regular`. The rule
   holds it.** Real folders are walked first, symlinks after, so ``c1/x.png ->
   ../c0/x.png`` or ``c1/more -> ../c0`` leave ``x.png`` in ``c0`` whatever the names sort
   as; a link adds an image only when no real path of the scan reaches it (a symlink farm
-  inside the root, ``train/cat/1.png -> ../../pool/1.png``, works). Such duplicate links
+  inside the root, ``train/cat/1.png -> ../../pool/1.png``, works). Hard links are equal
+  names of one file: the first in walk order (classes by name) counts. Such duplicates
   are listed in ``duplicates`` and warned about (:class:`zoo_core._data.DatasetWarning`).
 - **A symlink leaving the root is skipped and counted**, class folders included. A user
   who links a class in from elsewhere (``data/cats -> /mnt/photos/cats``) most likely

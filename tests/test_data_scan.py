@@ -264,6 +264,28 @@ def test_predict_refuses_a_fifo_without_opening_it(tmp_path):
     assert proc.stderr.startswith("zoo: error: not a regular file") and "x.png" in proc.stderr
 
 
+# ---------------------------------------------------------------------- decoding
+
+
+@pytest.mark.slow
+def test_rank_skips_an_image_that_fails_to_decode(tmp_path):
+    """Its header reads (so the scan keeps it), its pixels do not: counted, named, and the
+    ranking goes on."""
+    import zoo_core
+
+    root = tmp_path / "d"
+    _tree(root / "train")
+    _tree(root / "val")
+    good = (root / "train" / "c0" / "0.png").read_bytes()
+    (root / "train" / "c0" / "trunc.png").write_bytes(good[: len(good) // 2])
+    with pytest.warns(BadImageWarning, match=r"1 sampled image.*train/c0/trunc\.png"):
+        r = zoo_core.rank_models(root, ["zoonet_s.glyphs"], cache=False, per_class=5)
+    assert r.bad_images == 1 and r.bad_links == 0 and r.rows[0].status == "measured"
+    assert r.as_dict()["skipped_images"] == [[str(root / "train/c0/trunc.png"),
+                                              "failed to decode"]]
+    assert "1 unreadable image(s) skipped" in r.summary()
+
+
 # ---------------------------------------------------------------------- the journey
 
 

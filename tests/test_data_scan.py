@@ -150,6 +150,16 @@ def test_symlinks_leaving_the_root_are_skipped_and_counted(tmp_path):
     assert _said(warns, DatasetWarning, "4 symlink(s)", "c4", "outside the data root")
 
 
+def test_every_class_linked_from_outside_is_a_clear_error(tmp_path):
+    outside = _tree(tmp_path / "elsewhere")
+    (tmp_path / "d").mkdir()
+    for c in CLASSES:
+        os.symlink(outside / c, tmp_path / "d" / c)
+    with pytest.raises(DatasetError, match=r"no images found.*3 skipped.*d/c0 \(symlink to "
+                       r".*elsewhere/c0, outside the data root.*copy, move or bind-mount"):
+        _scan(tmp_path / "d")
+
+
 def test_a_symlinked_root_is_followed(tmp_path):
     """The user named the link: its target is the data root."""
     real = _tree(tmp_path / "real")

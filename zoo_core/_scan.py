@@ -22,8 +22,9 @@ directly), and every image file is opened through :func:`open_regular`. The rule
   meant it to be read; it is skipped anyway, because the same link is how a stray
   ``ln -s`` pulls a home directory or a whole disk into a training set under one label,
   and a silently larger, mislabelled dataset is worse than a warning. The warning names
-  each link and its target and says what to do: pass a root that holds the real folders,
-  or copy (or bind-mount) the folder in.
+  each link and its target and says what to do: copy, move or bind-mount the folder into
+  the root (a link the other way, from elsewhere *to* the root, is fine: the root is
+  followed). With every class linked in from outside, the "no images" error lists them.
 - **Only regular files are images.** FIFOs, sockets and devices are skipped and counted
   from their ``lstat``/``stat`` and never opened (opening a FIFO blocks until a writer
   comes: ``zoo eval`` hung on one named ``x.png``). Empty files and files whose header
@@ -203,8 +204,8 @@ class _Walker:
         real = os.path.realpath(link)
         if not _inside(real, self.root):
             self.skipped.append((link, f"symlink to {real}, outside the data root "
-                                       f"{self.root}: copy it in or pass a root that "
-                                       "holds it"))
+                                       f"{self.root}: not followed; copy, move or "
+                                       "bind-mount it into the root"))
             return None
         return real, st
 

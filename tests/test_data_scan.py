@@ -344,7 +344,7 @@ def test_bad_tree_through_finetune_eval_and_rank(tmp_path):
     try:
         ft = _zoo("finetune", "zoonet_s", "--data", "d", "--strategy", "linear_probe",
                   "--epochs", "1", "--no-progress", "--out", "o", cwd=tmp_path, env=env)
-        ev = _zoo("eval", "o/best", "--data", "d", "--json", cwd=tmp_path, env=env)
+        ev = _zoo("eval", "o/best", "--data", "d", cwd=tmp_path, env=env)
         rk = _zoo("rank", "--data", "d", "--models", "zoonet_s", "--json", "--no-progress",
                   "--no-cache", cwd=tmp_path, env=env)
     finally:
@@ -361,7 +361,9 @@ def test_bad_tree_through_finetune_eval_and_rank(tmp_path):
     assert "c2/trunc.png" in ft.stderr and "c0/loop" in ft.stderr and "c0/x.png" in ft.stderr
     assert (tmp_path / "o" / "best" / "model.safetensors").is_file()
     # eval: every good image once under its own class; every bad one skipped by name
-    res = json.loads(ev.stdout)
+    assert "accuracy" in ev.stdout and f"skipped    {len(expect)} file(s), not counted: " \
+        "d/c0/x.png (a FIFO" in ev.stdout, ev.stdout
+    res = json.loads((tmp_path / "o" / "best" / "eval" / "metrics.json").read_text())
     assert res["num_images"] == 12
     assert {c: int(r["support"]) for c, r in res["per_class"].items()} == \
         dict.fromkeys(CLASSES, PER_CLASS)

@@ -68,29 +68,36 @@ def _kind(mode: int) -> str | None:
     return "not a regular file"
 
 
-def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+def open_regular(path: str | os.PathLike[str], *, known_regular: bool = False) -> IO[bytes]:
     """Open ``path`` for reading if it is a regular file (following symlinks); a FIFO,
-    socket or device raises ``OSError`` from its ``stat`` and is never opened."""
-    kind = _kind(os.stat(path).st_mode)
-    if kind is not None:
-        raise OSError(errno.EINVAL, f"not a regular file: {kind}", os.fspath(path))
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        kind = _kind(os.fstat(fd).st_mode)  # swapped for a FIFO since the stat
+    socket or device raises ``OSError`` from its ``stat`` and is never opened.
+    ``known_regular``: the caller has just checked (the walker's ``lstat``)."""
+    if not known_regular:
+        kind = _kind(os.stat(path).st_mode)
         if kind is not None:
             raise OSError(errno.EINVAL, f"not a regular file: {kind}", os.fspath(path))
-        return os.fdopen(fd, "rb")
+    fh = open(path, "rb", opener=_nonblocking)  # noqa: SIM115 - returned to the caller
+    try:
+        kind = _kind(os.fstat(fh.fileno()).st_mode)  # swapped for a FIFO since the stat?
+        if kind is not None:
+            raise OSError(errno.EINVAL, f"not a regular file: {kind}", os.fspath(path))
     except BaseException:
-        os.close(fd)
+        fh.close()
         raise
+    return fh
 
 
-def header_problem(path: str | os.PathLike[str]) -> str | None:
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without blocking: a FIFO swapped in after the ``stat`` cannot hang us."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def header_problem(path: str | os.PathLike[str], *, known_regular: bool = False) -> str | None:
     """Why ``path`` is not a readable image (``None`` if its header reads fine)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with open_regular(path) as fh, Image.open(fh) as im:
+            with open_regular(path, known_regular=known_regular) as fh, Image.open(fh) as im:
                 w, h = im.size
         if w < 1 or h < 1:
             return f"empty image ({w}x{h})"
@@ -185,7 +192,7 @@ class _Walker:
         if st.st_size == 0:
             problem: str | None = "empty file (0 bytes)"
         else:
-            problem = header_problem(path) if self.check else None
+            problem = header_problem(path, known_regular=True) if self.check else None
         if problem is not None:
             self.skipped.append((path, problem))
         else:

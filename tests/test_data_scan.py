@@ -257,6 +257,24 @@ def test_unreadable_file_is_skipped(tmp_path):
     assert "PermissionError" in _skipped(folder)["c2/locked.png"]
 
 
+def test_a_file_that_refuses_to_open_is_skipped(tmp_path, monkeypatch):
+    """The chmod 000 case where the tests run as root: the open itself is denied."""
+    root = _tree(tmp_path / "d")
+    locked = str(_png(root / "c2" / "locked.png", seed=5))
+    real_open = os.open
+
+    def deny(path, flags, *args, **kw):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", deny)
+    folder, warns = _scan(root)
+    _clean(folder)
+    assert "PermissionError" in _skipped(folder)["c2/locked.png"]
+    assert _said(warns, BadImageWarning, "c2/locked.png")
+
+
 def test_a_tree_of_only_bad_files_says_what_was_skipped(tmp_path):
     root = tmp_path / "d"
     for c in CLASSES:

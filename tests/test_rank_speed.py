@@ -13,7 +13,7 @@ import torch
 
 from zoo_core import _data
 from zoo_core._builder import build_model
-from zoo_core._data import scan_image_folder
+from zoo_core._data import BadImageWarning, scan_image_folder
 from zoo_core._finetune.measure import (
     cv_probe,
     extract_sample,
@@ -151,6 +151,7 @@ def test_rank_counts_a_sampled_image_that_fails_to_decode(digits, tmp_path):
     folder, idx = _folder_and_sample(data)  # the sample rank_models draws (seed 0)
     broken = Path(folder.train[idx[1]][0])
     broken.write_bytes(broken.read_bytes()[:60])
-    r = rank_models(data, ["zoonet_s"], cache=False, per_class=4)
+    with pytest.warns(BadImageWarning, match=f"failed to decode: .*{broken.name}"):
+        r = rank_models(data, ["zoonet_s"], cache=False, per_class=4)
     assert r.bad_images == 1 and r.images == len(idx)
     assert [row.status for row in r.rows] == ["measured", "measured"]

@@ -17,6 +17,9 @@ Bad data policy (decided here, documented in the README):
   files whose header cannot be read are dropped while scanning; files that fail later
   while decoding are dropped from their batch (the loader never crashes in a worker,
   see :func:`collate_skip`) and reported at the end of the run;
+- the tree is walked by :func:`zoo_core._scan.scan_classes` (its module doc has the
+  rules): each file counts once, symlink loops are not followed, nothing outside ``DIR``
+  is read, FIFOs/sockets/devices are skipped without being opened;
 - images of any mode (``L``, ``LA``, ``P`` with or without transparency, ``RGBA``,
   ``CMYK``, 16-bit grey ``I;16``/``I``, float ``F``) are converted to ``RGB``; alpha is
   dropped as torchvision's default loader does.
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from zoo_core._scan import IMG_EXTENSIONS, is_image_name, open_regular, scan_classes
 from zoo_core.errors import InvalidArgumentError
 
 __all__ = [
@@ -55,8 +59,6 @@ __all__ = [
     "to_rgb",
 ]
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
-                  ".gif")
 TRAIN_NAMES = ("train",)
 VAL_NAMES = ("val", "valid", "validation")
 EMBEDDED_PER_CLASS = 10
@@ -94,6 +96,7 @@ class FolderData:
     split: str  # how train/val were obtained, in words
     skipped: tuple[tuple[str, str], ...] = ()  # (path, reason)
     ignored_classes: tuple[str, ...] = ()
+    duplicates: tuple[tuple[str, str], ...] = ()  # (link, the path it was counted as)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -140,11 +143,9 @@ def stratified_split(labels: Sequence[int] | np.ndarray, val_fraction: float = 0
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
-
-
 def _subdirs(path: Path) -> list[Path]:
+    """Non-hidden sub-folders (``train``/``val`` detection; symlinks are judged later, by
+    :func:`zoo_core._scan.scan_classes`)."""
     try:
         entries = sorted(path.iterdir(), key=lambda p: p.name)
     except OSError as exc:
@@ -152,48 +153,13 @@ def _subdirs(path: Path) -> list[Path]:
     return [p for p in entries if p.is_dir() and not p.name.startswith(".")]
 
 
-def _images_under(folder: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _is_image_name(f))
-    return found
-
-
-def _header_problem(path: str) -> str | None:
-    """Why ``path`` is not a readable image (``None`` if its header reads fine)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                w, h = im.size
-        if w < 1 or h < 1:
-            return f"empty image ({w}x{h})"
-    except Exception as exc:  # PIL raises many kinds; all mean "unreadable"
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _scan_classes(folder: Path, check_images: bool) -> tuple[
-        dict[str, list[str]], list[tuple[str, str]], list[str]]:
-    """Class name -> readable image paths, plus skipped files and empty classes."""
-    per_class: dict[str, list[str]] = {}
-    skipped: list[tuple[str, str]] = []
-    empty: list[str] = []
-    for sub in _subdirs(folder):
-        paths = _images_under(sub)
-        good = []
-        for p in paths:
-            problem = _header_problem(p) if check_images else None
-            if problem is None:
-                good.append(p)
-            else:
-                skipped.append((p, problem))
-        if good:
-            per_class[sub.name] = good
-        else:
-            empty.append(sub.name)
-    return per_class, skipped, empty
+def _scan_classes(folder: Path, check_images: bool, root: str | os.PathLike[str] | None
+                  = None) -> tuple[dict[str, list[str]], list[tuple[str, str]], list[str]]:
+    """Class name -> readable image paths, plus skipped files and empty classes, under
+    the data ``root`` (default ``folder``); see :mod:`zoo_core._scan` for the rules."""
+    found = scan_classes(folder if root is None else root, [folder],
+                         check_images=check_images)
+    return found.parts[0], found.skipped, found.empty[0]
 
 
 def _fmt_skipped(skipped: Sequence[tuple[str, str]], limit: int = 5) -> str:
@@ -201,6 +167,34 @@ def _fmt_skipped(skipped: Sequence[tuple[str, str]], limit: int = 5) -> str:
     if len(skipped) > limit:
         lines.append(f"... and {len(skipped) - limit} more")
     return "; ".join(lines)
+
+
+def _is_link_skip(why: str) -> bool:
+    return why.startswith(("symlink", "broken symlink"))
+
+
+def warn_scan(root: str | os.PathLike[str], skipped: Sequence[tuple[str, str]],
+              duplicates: Sequence[tuple[str, str]] = (), stacklevel: int = 3) -> None:
+    """The warnings of a scan: skipped files (:class:`BadImageWarning`), symlinks not
+    followed and links to files counted once already (:class:`DatasetWarning`)."""
+    links = [s for s in skipped if _is_link_skip(s[1])]
+    files = [s for s in skipped if not _is_link_skip(s[1])]
+    if files:
+        warnings.warn(
+            f"skipped {len(files)} unreadable or non-image file(s) under {str(root)!r}: "
+            f"{_fmt_skipped(files)}", BadImageWarning, stacklevel=stacklevel)
+    if links:
+        warnings.warn(
+            f"skipped {len(links)} symlink(s) under {str(root)!r} (only files inside the "
+            f"data root are read, each once): {_fmt_skipped(links)}", DatasetWarning,
+            stacklevel=stacklevel)
+    if duplicates:
+        shown = "; ".join(f"{a} (counted as {b})" for a, b in duplicates[:5])
+        more = f"; ... and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+        warnings.warn(
+            f"{len(duplicates)} link(s) under {str(root)!r} lead to images or folders "
+            f"already counted; each image counts once, under the class folder that really "
+            f"holds it: {shown}{more}", DatasetWarning, stacklevel=stacklevel)
 
 
 def scan_image_folder(root: str | os.PathLike[str], *, val_fraction: float = 0.2,
@@ -224,19 +218,20 @@ def scan_image_folder(root: str | os.PathLike[str], *, val_fraction: float = 0.2
     val_dir = next((subs[n] for n in VAL_NAMES if n in subs), None)
     layout_split = train_dir is not None and bool(_subdirs(train_dir))
     top = train_dir if layout_split else path
-    per_class, skipped, empty = _scan_classes(top, check_images)
-    val_per_class: dict[str, list[str]] = {}
-    if layout_split and val_dir is not None:
-        val_per_class, val_skipped, _ = _scan_classes(val_dir, check_images)
-        skipped += val_skipped
+    with_val = layout_split and val_dir is not None
+    found = scan_classes(path, [top, val_dir] if with_val else [top],  # type: ignore[list-item]
+                         check_images=check_images)
+    per_class, empty = found.parts[0], found.empty[0]
+    val_per_class: dict[str, list[str]] = found.parts[1] if with_val else {}
+    skipped = found.skipped
     where = str(top)
     if not per_class:
-        loose = [f for f in (os.listdir(top) if top.is_dir() else []) if _is_image_name(f)]
+        loose = [f for f in (os.listdir(top) if top.is_dir() else []) if is_image_name(f)]
         if loose and not subs:
             raise DatasetError(
                 f"the images in {where!r} lie directly in it, but one sub-folder per class "
                 f"is needed: move them to {where}/<class name>/ ({LAYOUT_HINT})")
-        bad = f" ({len(skipped)} unreadable: {_fmt_skipped(skipped)})" if skipped else ""
+        bad = f" ({len(skipped)} skipped: {_fmt_skipped(skipped)})" if skipped else ""
         raise DatasetError(
             f"no images found under {where!r}{bad}; {LAYOUT_HINT}; image files end with "
             f"{', '.join(IMG_EXTENSIONS)}")
@@ -257,10 +252,8 @@ def scan_image_folder(root: str | os.PathLike[str], *, val_fraction: float = 0.2
             f"ignored {len(empty)} class folder(s) without readable images under {where!r}: "
             f"{', '.join(empty)}; the model gets {len(classes)} classes ({', '.join(classes)})",
             DatasetWarning, stacklevel=3)
-    if warn and skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable image(s) under {str(path)!r}: "
-            f"{_fmt_skipped(skipped)}", BadImageWarning, stacklevel=3)
+    if warn:
+        warn_scan(path, skipped, found.duplicates, stacklevel=4)
     all_train = [(p, index[c]) for c in classes for p in per_class[c]]
     if layout_split and val_dir is not None:
         train = all_train
@@ -276,7 +269,8 @@ def scan_image_folder(root: str | os.PathLike[str], *, val_fraction: float = 0.2
             f"no validation images for the data under {str(path)!r} ({how}); add a val/ "
             "folder next to train/, or raise val_fraction (each class needs 2+ images)")
     return FolderData(root=str(path), classes=classes, train=tuple(train), val=tuple(val),
-                      split=how, skipped=tuple(skipped), ignored_classes=tuple(empty))
+                      split=how, skipped=tuple(skipped), ignored_classes=tuple(empty),
+                      duplicates=tuple(found.duplicates))
 
 
 def embedded_dataset(per_class: int | None = None, *, seed: int = 0,
@@ -322,7 +316,7 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     """Open, fully decode and convert an image to RGB (raises on a corrupt file)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL's chatter about palettes, EXIF, ...
-        with Image.open(path) as im:
+        with open_regular(path) as fh, Image.open(fh) as im:
             im.load()
             return to_rgb(im).copy() if im.mode == "RGB" else to_rgb(im)
 

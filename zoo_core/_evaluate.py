@@ -57,8 +57,11 @@ def _with_channels(net: Any, eval_tf: Any) -> Any:
         "RGB (3 channels) or grayscale (1)")
 
 
-def _batches(net: Any, paths: list[str], batch_size: int) -> Any:
-    """Yield (paths, probabilities) per batch; unreadable files raise with their path."""
+def _batches(net: Any, paths: list[str], batch_size: int,
+             bad: list[tuple[str, str]] | None = None) -> Any:
+    """Yield (paths, probabilities) per batch. An unreadable file raises with its path,
+    or, given a ``bad`` list, is appended to it as ``(path, reason)`` and left out of its
+    batch (a batch of only bad files yields nothing)."""
     import torch
 
     from zoo_core._data import load_rgb, make_transforms
@@ -66,13 +69,18 @@ def _batches(net: Any, paths: list[str], batch_size: int) -> Any:
     eval_tf = _with_channels(net, make_transforms(net)[1])
     device = next(net.parameters()).device
     for i in range(0, len(paths), batch_size):
-        chunk = paths[i:i + batch_size]
-        xs = []
-        for p in chunk:
+        chunk, xs = [], []
+        for p in paths[i:i + batch_size]:
             try:
                 xs.append(eval_tf(load_rgb(p)))
             except Exception as exc:  # PIL raises many types for a bad file
-                raise InvalidArgumentError(f"cannot read image {p!r}: {exc}") from exc
+                if bad is None:
+                    raise InvalidArgumentError(f"cannot read image {p!r}: {exc}") from exc
+                bad.append((p, f"{type(exc).__name__}: {exc}"))
+                continue
+            chunk.append(p)
+        if not xs:
+            continue
         with torch.no_grad():
             logits = net(torch.stack(xs).to(device))
         yield chunk, torch.softmax(logits.float(), dim=1).cpu()
@@ -133,16 +141,20 @@ def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
     from zoo_core._data import (
+        BadImageWarning,
         DatasetError,
         DatasetNotFoundError,
         DatasetWarning,
-        _scan_classes,
+        _fmt_skipped,
+        warn_scan,
     )
     from zoo_core._finetune.split_record import read_split
+    from zoo_core._scan import scan_classes
 
     run, to_load = find_run(str(model))
     split = read_split(run) if run is not None else None
     skipped: list[tuple[str, str]] = []
+    duplicates: list[tuple[str, str]] = []
     excluded = 0
     if data is None:
         if split is None:
@@ -158,10 +170,13 @@ def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
             raise DatasetNotFoundError(
                 f"--data {str(root)!r} is not a directory of class folders")
         folder = next((root / n for n in VAL_DIRS if (root / n).is_dir()), root)
-        per_class, skipped, _ = _scan_classes(folder, True)
+        found = scan_classes(root, [folder])  # the walker's rules: see zoo_core._scan
+        per_class, skipped, duplicates = found.parts[0], list(found.skipped), found.duplicates
+        warn_scan(root, skipped, duplicates)
         if not per_class:
-            raise DatasetError(
-                f"no images under {str(folder)!r}; expected <class>/<image> folders")
+            bad = f" ({len(skipped)} skipped: {_fmt_skipped(skipped)})" if skipped else ""
+            raise DatasetError(f"no images under {str(folder)!r}{bad}; expected "
+                               "<class>/<image> folders")
         paths = [p for c in sorted(per_class) for p in per_class[c]]
         names = [c for c in sorted(per_class) for _ in per_class[c]]
         where, described = str(folder), str(folder)
@@ -191,22 +206,33 @@ def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
         raise DatasetError(
             f"class folder(s) {unknown} under {where!r} are not labels of {model!r} "
             f"({', '.join(labels)}); evaluate on folders named after the model's labels")
-    truth = [labels.index(c) for c in names]
+    label_of = {p: labels.index(c) for p, c in zip(paths, names, strict=True)}
+    truth: list[int] = []
     pred: list[int] = []
-    for _, probs in _batches(net, paths, batch_size):
+    undecodable: list[tuple[str, str]] = []
+    for chunk, probs in _batches(net, paths, batch_size, undecodable):
+        truth.extend(label_of[p] for p in chunk)
         pred.extend(int(i) for i in probs.argmax(1))
+    if undecodable:
+        warnings.warn(f"skipped {len(undecodable)} image(s) that failed to decode: "
+                      f"{_fmt_skipped(undecodable)}", BadImageWarning, stacklevel=2)
+        skipped += undecodable
+    if not pred:
+        raise DatasetError(f"no image of {described} could be decoded "
+                           f"({len(skipped)} skipped: {_fmt_skipped(skipped)})")
     ids = list(range(len(labels)))
     report = classification_report(truth, pred, labels=ids, target_names=labels,
                                    output_dict=True, zero_division=0)
     matrix = confusion_matrix(truth, pred, labels=ids).tolist()
     result = {"model": str(model), "data": where, "split": described,
               "run": str(run) if run is not None else None,
-              "excluded_train_images": excluded, "num_images": len(paths),
+              "excluded_train_images": excluded, "num_images": len(pred),
               "accuracy": float(accuracy_score(truth, pred)),
               "per_class": {c: report[c] for c in labels},
               "macro_avg": report["macro avg"], "weighted_avg": report["weighted avg"],
               "labels": labels, "confusion_matrix": matrix,
-              "skipped": [list(s) for s in skipped]}
+              "skipped": [list(s) for s in skipped],
+              "duplicates": [list(d) for d in duplicates]}
     if out is not None:
         _write(Path(out), result)
     return result
@@ -250,7 +276,7 @@ def _write(out: Path, result: dict[str, Any]) -> None:
 
 def _expand(items: list[str]) -> list[str]:
     """Image files as given; a folder becomes the images under it (sorted, recursive)."""
-    from zoo_core._data import _images_under
+    from zoo_core._scan import images_under
 
     missing = [str(p) for p in items if not Path(p).exists()]
     if missing:
@@ -258,10 +284,13 @@ def _expand(items: list[str]) -> list[str]:
     found: list[str] = []
     for item in items:
         if Path(item).is_dir():
-            under = _images_under(Path(item))
+            under = images_under(item)
             if not under:
                 raise InvalidArgumentError(f"no images under the folder {item!r}")
             found.extend(under)
+        elif not Path(item).is_file():  # never open a FIFO, socket or device
+            raise InvalidArgumentError(f"not a regular file (a FIFO, socket or device?): "
+                                       f"{item}; name image files or folders")
         else:
             found.append(str(item))
     return found
@@ -334,6 +363,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name, r in res["per_class"].items():
         print(f"{name:<16} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1-score']:>6.3f} "
               f"{int(r['support']):>7}")
+    if res["skipped"]:
+        from zoo_core._data import _fmt_skipped
+
+        print(f"skipped    {len(res['skipped'])} file(s), not counted: "
+              f"{_fmt_skipped([tuple(s) for s in res['skipped']], limit=3)}")
     print(f"outputs    {out} (metrics.json, confusion_matrix.json, confusion_matrix.png)")
     return 0
 

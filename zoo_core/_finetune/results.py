@@ -73,7 +73,8 @@ class FinetuneResult:
             f"images/s, {self.world_size} process(es) on {self.device}",
         ]
         if self.skipped:
-            lines.append(f"skipped    {len(self.skipped)} unreadable image(s)")
+            lines.append(f"skipped    {len(self.skipped)} file(s): unreadable, not an image "
+                         "or a symlink not followed (listed in the warnings and .skipped)")
         for label, value in (("outputs", self.out_dir), ("best", self.best_dir),
                              ("hub", self.hub_url)):
             if value:

@@ -85,9 +85,10 @@ class Ranking:
     per_class: float
     chance: float
     images: int  # sampled images measured per candidate
-    bad_images: int  # unreadable images: skipped while scanning + failed to decode
+    bad_images: int  # unreadable/non-image files: skipped while scanning + failed to decode
     seconds: float
     stopped: str = ""  # why the ranking stopped early ("budget 10m reached", ...)
+    bad_links: int = 0  # symlinks not followed (a loop, a target outside the data root)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -104,6 +105,7 @@ class Ranking:
         return {"data": self.data, "num_train": self.num_train,
                 "num_classes": self.num_classes, "per_class": self.per_class,
                 "chance": self.chance, "images": self.images, "bad_images": self.bad_images,
+                "bad_links": self.bad_links,
                 "seconds": self.seconds, "stopped": self.stopped,
                 "ranked_by": "probe (cross-validated accuracy on pretrained features), "
                              "then LogME",
@@ -415,10 +417,26 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     import numpy as np
 
     counts = np.bincount([lab for _, lab in folder.train])
+    undecodable = sorted(scorer.undecodable)
+    if undecodable:
+        import warnings
+
+        from zoo_core._data import BadImageWarning, _fmt_skipped
+
+        bad = [(p, "failed to decode") for p in undecodable]
+        warnings.warn(f"skipped {len(bad)} sampled image(s) that failed to decode: "
+                      f"{_fmt_skipped(bad)}", BadImageWarning, stacklevel=2)
+    from zoo_core._data import _is_link_skip
+
+    links = sum(_is_link_skip(why) for _, why in folder.skipped)
+    skipped_images = [list(s) for s in folder.skipped] + \
+        [[p, "failed to decode"] for p in undecodable]
     return Ranking(rows=tuple(_order(rows)), skipped=tuple(skipped), data=folder.root,
                    num_train=n, num_classes=folder.num_classes,
                    per_class=n / folder.num_classes, chance=float(counts.max() / n),
                    images=len(scorer.idx),
-                   bad_images=len(folder.skipped) + len(scorer.undecodable),
+                   bad_images=len(folder.skipped) - links + len(undecodable),
+                   bad_links=links,
                    seconds=round(time.perf_counter() - started, 3),
-                   stopped=stopped[0] if stopped else "")
+                   stopped=stopped[0] if stopped else "",
+                   extra={"skipped_images": skipped_images})

@@ -66,7 +66,8 @@ def format_ranking(r: Ranking, top: int | None = None) -> str:
         f"data        {r.data}: {r.num_train} training images, {r.num_classes} classes, "
         f"{r.per_class:.1f} per class; chance {r.chance:.3f}; {r.images} sampled images "
         "per candidate" + (f"; {r.bad_images} unreadable image(s) skipped" if r.bad_images
-                           else ""),
+                           else "")
+        + (f"; {r.bad_links} symlink(s) not followed" if r.bad_links else ""),
         "ranked by  probe = cross-validated logistic regression on the pretrained features "
         "(predicted accuracy after fine-tuning), LogME breaking ties; gain = probe minus the "
         "same probe on random-init features; strategy = what auto recommends "

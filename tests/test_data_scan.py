@@ -398,3 +398,23 @@ def test_bad_tree_through_finetune_eval_and_rank(tmp_path):
     named = {_rel(p) for p, _ in r["skipped_images"]}
     assert set(scan_skips) <= named <= set(expect)
     assert r["bad_links"] == 2 and r["bad_images"] == len(named) - 2
+
+
+def test_predict_on_a_folder_skips_fifos_loops_and_outside_links(tmp_path):
+    """zoo predict FOLDER walks it with the same rules: a FIFO inside is never opened (no
+    hang), a loop is not followed, a link out of the folder is not read."""
+    folder, outside = tmp_path / "imgs", tmp_path / "elsewhere"
+    _png(folder / "a.png", seed=1)
+    _png(folder / "sub" / "b.png", seed=2)
+    _png(outside / "c.png", seed=3)
+    os.mkfifo(folder / "x.png")
+    (folder / "sub" / "loop").symlink_to("..")
+    (folder / "out.png").symlink_to(outside / "c.png")
+    proc = subprocess.run([ZOO, "predict", "zoonet_s", str(folder), "--json", "--top-k", "1"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ZOO_CORE_CACHE": str(tmp_path / "cache"),
+                               "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [Path(r["image"]).relative_to(folder).as_posix() for r in rows] == \
+        ["a.png", "sub/b.png"]

@@ -411,7 +411,12 @@ def make_transforms(model: Any, augment: bool | Mapping[str, Any] = False) -> tu
     from timm.data import create_transform
 
     cfg = data_config_of(model)
-    eval_tf = create_transform(**cfg, is_training=False)
+    chans = int(cfg["input_size"][0])
+    if chans not in (1, 3):
+        raise InvalidArgumentError(
+            f"the model takes {chans}-channel input; zoo_core reads images as RGB (3 "
+            "channels) or grayscale (1): feed it your own tensors instead")
+    eval_tf = _in_channels(create_transform(**cfg, is_training=False), chans)
     if not augment:
         return eval_tf, eval_tf
     extra = dict(augment) if isinstance(augment, Mapping) else {}
@@ -420,4 +425,22 @@ def make_transforms(model: Any, augment: bool | Mapping[str, Any] = False) -> tu
         train_tf = create_transform(**{**cfg, **extra}, is_training=True)
     except TypeError as exc:
         raise InvalidArgumentError(f"bad augment options {extra!r}: {exc}") from exc
-    return train_tf, eval_tf
+    return _in_channels(train_tf, chans), eval_tf
+
+
+class Grayscale:
+    """An RGB image as the single channel a model built with ``in_chans=1`` takes, then
+    ``transform`` (module level: DataLoader workers pickle it by reference)."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Image.Image) -> Any:
+        return self.transform(image.convert("L"))
+
+    def __repr__(self) -> str:
+        return f"Grayscale({self.transform!r})"
+
+
+def _in_channels(transform: Any, chans: int) -> Any:
+    return Grayscale(transform) if chans == 1 else transform

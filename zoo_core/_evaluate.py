@@ -35,28 +35,6 @@ def _labels(net: Any) -> list[str]:
     return list(names) if names else [str(i) for i in range(net.zoo.num_classes)]
 
 
-class _Grayscale:
-    """An RGB image as the single channel a model built with ``in_chans=1`` takes."""
-
-    def __init__(self, transform: Any) -> None:
-        self.transform = transform
-
-    def __call__(self, image: Any) -> Any:
-        return self.transform(image.convert("L"))
-
-
-def _with_channels(net: Any, eval_tf: Any) -> Any:
-    """``eval_tf`` fed the channels ``net`` was built for (its data config's input size)."""
-    chans = int(net.zoo.data_config.input_size[0])
-    if chans == 3:
-        return eval_tf
-    if chans == 1:
-        return _Grayscale(eval_tf)
-    raise InvalidArgumentError(
-        f"the model takes {chans}-channel input; zoo eval and zoo predict read images as "
-        "RGB (3 channels) or grayscale (1)")
-
-
 def _batches(net: Any, paths: list[str], batch_size: int,
              bad: list[tuple[str, str]] | None = None) -> Any:
     """Yield (paths, probabilities) per batch. An unreadable file raises with its path,
@@ -66,7 +44,7 @@ def _batches(net: Any, paths: list[str], batch_size: int,
 
     from zoo_core._data import load_rgb, make_transforms
 
-    eval_tf = _with_channels(net, make_transforms(net)[1])
+    _, eval_tf = make_transforms(net)  # in the channels net was built for
     device = next(net.parameters()).device
     for i in range(0, len(paths), batch_size):
         chunk, xs = [], []

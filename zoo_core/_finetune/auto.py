@@ -31,12 +31,13 @@ PilotFn = Callable[[str, "FolderData", int], float]
 
 def _has_pretrained(model_name: str, weights: Any) -> bool:
     from zoo_core._builder import _weights_spec
-    from zoo_core._registry import HUB_PREFIX, get_registry
+    from zoo_core._registry import get_registry
+    from zoo_core._sources import is_saved_model_name
     from zoo_core._strategies import Strategy
 
     if weights is None:
         return False
-    if isinstance(model_name, str) and model_name.startswith(HUB_PREFIX):
+    if is_saved_model_name(model_name):  # a Hub repo or a saved folder: its own weights
         return True
     spec = get_registry().resolve(model_name).spec
     try:

@@ -158,6 +158,7 @@ def _hub_errors() -> Any:
 
 def _download_config(repo_id: str, revision: str | None, name: str) -> Path:
     import huggingface_hub
+    import huggingface_hub.constants  # not loaded by `import huggingface_hub`
 
     from zoo_core import __version__
     from zoo_core._offline import offline_error, unreachable

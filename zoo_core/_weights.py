@@ -324,6 +324,7 @@ def _fetch_hub(
         raise _pickle_refusal(f"{source} file {filename!r}", "is a pickled checkpoint by its name")
 
     import huggingface_hub
+    import huggingface_hub.constants  # not loaded by `import huggingface_hub`
     from huggingface_hub import errors as hf_errors
 
     where = f"{filename!r} from Hugging Face Hub repo {repo_id!r}" + (

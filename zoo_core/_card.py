@@ -143,7 +143,16 @@ def model_card(info: ModelInfo, config: Mapping[str, Any], labels: list[str] | N
     ]
     if timm_lib:
         lines += ["", "or with plain timm:", "", "```python", "import timm", "",
-                  f'model = timm.create_model("hf-hub:{rid}", pretrained=True)', "```"]
+                  f'model = timm.create_model("hf-hub:{rid}", pretrained=True)', "```",
+                  "", "or with transformers (`TimmWrapper`; labels in `config.id2label`):", "",
+                  "```python", "from transformers import pipeline", "",
+                  f'classify = pipeline("image-classification", model="{rid}")', "```"]
+    else:
+        lines += ["", f"`{info.name}` is an architecture of the zoo_core plugin "
+                  f"`{info.plugin}`, not of timm or transformers: load it with zoo_core "
+                  "(`pip install zoo-core`"
+                  + (f" and `{info.distribution}`" if info.distribution
+                     and info.distribution != "zoo-core" else "") + ")."]
     if isinstance(extra, str) and extra.strip():
         lines += ["", extra.strip()]
     return f"---\n{front}\n---\n\n" + "\n".join(lines) + "\n"

@@ -13,9 +13,10 @@ Strategy when loading (``strategy=None``, or ``"auto"`` without
 ``num_train_samples``/``similarity`` hints):
 
 * same ``num_classes`` as the saved model (or ``num_classes=None``): the head is kept and
-  the strategy the model was saved with is kept (a model saved with ``scratch`` is loaded
-  with ``finetune``: its trained weights, everything trainable); a repo without a recorded
-  strategy (pushed by timm) is loaded with ``finetune``;
+  the strategy the model was saved with is kept (a model saved with ``scratch`` stays
+  ``scratch``, the strategy that trained it, with its trained weights loaded and everything
+  trainable; only a caller's ``strategy="scratch"`` means random initialisation); a repo
+  without a recorded strategy (pushed by timm) is loaded with ``finetune``;
 * another ``num_classes``: the saved head is dropped (``model.zoo.dropped_head_keys``)
   and ``linear_probe`` is applied.
 
@@ -104,8 +105,9 @@ def plan_saved_model(
     target = repo_classes if num_classes is None else num_classes
     same_head = target == repo_classes
 
-    if strategy is None or (strategy == "auto" and num_train_samples is None
-                            and similarity is None):
+    kept = strategy is None or (strategy == "auto" and num_train_samples is None
+                                and similarity is None)
+    if kept:
         parsed, reason = _default_strategy(zoo, same_head, repo_classes, target, name)
     else:
         parsed = parse_strategy(strategy)
@@ -120,7 +122,9 @@ def plan_saved_model(
     if pin is not None and not (isinstance(pin, str) and SHA256_RE.fullmatch(pin)):
         raise HubError(f"config.json of {name} has a malformed zoo_core.weights_sha256")
     wspec: WeightsSpec | None = None
-    if parsed.kind != "scratch":
+    # a kept "scratch" (the model was trained from scratch) loads its trained weights; a
+    # caller's strategy="scratch" means random initialisation
+    if parsed.kind != "scratch" or kept:
         wspec = WeightsSpec(
             tag=source.kind,
             source=source.weights,
@@ -286,9 +290,9 @@ def _default_strategy(zoo: Any, same_head: bool, repo_classes: int, target: int,
             f"same {target} classes as {name}, which records no strategy: its head is kept "
             "and everything is trainable (finetune); pass strategy= to choose another")
     if kept.kind == "scratch":
-        return parse_strategy("finetune"), (
-            f"{name} was trained from scratch (pushed with 'scratch'); its trained weights "
-            "are loaded with everything trainable (finetune); pass strategy= to choose "
-            "another")
+        return kept, (
+            f"{name} was trained from scratch (saved with 'scratch'); its trained weights "
+            "are loaded, everything trainable, and the strategy stays 'scratch' (what "
+            "trained it); pass strategy= to choose another")
     return kept, (f"kept the strategy {kept} that {name} was pushed with (same {target} "
                   "classes, head kept); pass strategy= to choose another")

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo_core._card import model_card
+from zoo_core._card import model_card, public_name, public_text
 from zoo_core._registry import HUB_PREFIX
 from zoo_core._repo_format import (
     CARD_NAME,
@@ -292,13 +292,13 @@ def _config(model: Any, info: ModelInfo, labels: list[str] | None, weights_sha: 
         "distribution_version": info.distribution_version,
         "model": info.name,
         "strategy": info.strategy,
-        "strategy_reason": info.strategy_reason,
+        "strategy_reason": public_text(info.strategy_reason, info),
         "base_weights": {
             "tag": info.weights_tag,
             "source": _public_source(info.weights_source),
             "sha256": info.weights_sha256,
         },
-        "base_model": info.base_model,
+        "base_model": public_name(info.base_model) if info.base_model else None,
         "weights_sha256": weights_sha,
         "zoo_core_version": __version__,
         "head": info.head,
@@ -320,7 +320,8 @@ def _config(model: Any, info: ModelInfo, labels: list[str] | None, weights_sha: 
 
 def how_to_load(repo_id: str | None, timm_model: bool) -> str:
     """The config.json line that says which library loads the model, and how."""
-    call = f'zoo_core.build_model("hf-hub:{repo_id or "ORG/NAME"}")'
+    call = (f'zoo_core.build_model("hf-hub:{repo_id}")' if repo_id else
+            'zoo_core.build_model("hf-hub:<repo id>") or zoo_core.build_model("<folder>")')
     if timm_model:
         return (f"{call}; also timm.create_model(\"hf-hub:...\", pretrained=True) and "
                 "transformers.AutoModelForImageClassification.from_pretrained")

@@ -24,9 +24,10 @@ def resolve_run(directory: str) -> Path:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from zoo_core._hub import push_directory
+    from zoo_core._hub import _check_saved_directory, push_directory
 
     folder = resolve_run(args.directory)
+    _check_saved_directory(folder)  # errors name the user's folder, not the staged copy
     if folder != Path(args.directory).expanduser():
         print(f"pushing {folder} (the run's best model)")
     card = folder / CARD

@@ -13,6 +13,7 @@ run side by side to keep the file well under a minute.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -77,10 +78,27 @@ def _stage(steps: list[Step], env: dict[str, str], cwd: Path) -> list[str]:
     return [p for p in (o.problem() for o in outcomes) if p]
 
 
-def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path, digits):
+def _tiny_imagefolder(root: Path) -> Path:
+    """5 classes x (3 train + 2 val) 32 px PNGs: every step that reads data stays quick."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("val", 2)):
+        for c, label in enumerate(LABELS):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 64, (32, 32, 3)) + 40 * c
+                Image.fromarray(pixels.astype("uint8"), "RGB").save(folder / f"{i}.png")
+    return root
+
+
+def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path):
     import torch
 
     from zoo_core import __all__ as public
+    from zoo_core import decide_strategy as zoo_core_strategy
 
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"),
            "ZOO_CORE_CACHE": str(tmp_path / "zoo-cache"), "OMP_NUM_THREADS": "1",
@@ -92,9 +110,12 @@ def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path, di
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     work = tmp_path / "work"
     work.mkdir()
+    digits = _tiny_imagefolder(tmp_path / "data")
     pickled = work / "ckpt.bin"
     torch.save({"w": torch.ones(2, 2)}, pickled)  # input for `convert`
     image = next((Path(digits) / "val" / "5").iterdir())
+    sha = hashlib.sha256(pickled.read_bytes()).hexdigest()
+    decided = zoo_core_strategy(has_pretrained=True, num_train_samples=50, num_classes=5)[0]
     saved, run = work / "saved", work / "run"
     repo_py, repo_cli = hub_env.repo_id("fresh-py"), hub_env.repo_id("fresh-cli")
 
@@ -124,28 +145,29 @@ def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path, di
         py("check_plugin", "import zoo_core\n"
            "print(len(zoo_core.check_plugin('zoonet', pattern='zoonet_s')), 'checked')",
            "1 checked"),
-        py("hash_file", f"import zoo_core; print(zoo_core.hash_file({str(pickled)!r}))", ""),
+        py("hash_file", f"import zoo_core; print(zoo_core.hash_file({str(pickled)!r}))", sha),
         py("convert_checkpoint", "import zoo_core\n"
            f"zoo_core.convert_checkpoint({str(pickled)!r}, {str(work / 'c1.st')!r})\n"
            "print('converted')", "converted"),
         py("decide_strategy", "import zoo_core\nprint(zoo_core.decide_strategy("
-           "has_pretrained=True, num_train_samples=50, num_classes=5)[0])", ""),
+           "has_pretrained=True, num_train_samples=50, num_classes=5)[0])", decided),
         py("stratified_split", "import zoo_core\n"
            "tr, va = zoo_core.stratified_split([0, 0, 0, 1, 1, 1], 0.34)\n"
            "print(len(tr) + len(va))", "6"),
         py("param_groups", "import torch, zoo_core\n"
-           "print(len(zoo_core.param_groups(torch.nn.Linear(2, 2), weight_decay=0.1)))", ""),
+           "print(len(zoo_core.param_groups(torch.nn.Linear(2, 2), weight_decay=0.1)), 'groups')",
+           "2 groups"),
         py("build_on_meta", "import torch, zoo_core\n"
            "print(zoo_core.build_on_meta(lambda: torch.nn.Linear(2, 2)).weight.device)",
            "meta"),
         py("stage_table", "import torch, zoo_core\n"
            "m = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Linear(4, 2))\n"
-           "print(zoo_core.stage_table(m, '1', ['0']))", ""),
+           "print(zoo_core.stage_table(m, '1', ['0']))", "head"),
         py("resolution_stages", "import torch, zoo_core\n"
            "m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.Flatten())\n"
-           "print(zoo_core.resolution_stages(m, ['0'], (3, 16, 16)))", ""),
+           "print(zoo_core.resolution_stages(m, ['0'], (3, 16, 16)))", "('0',)"),
         py("build_model", "import zoo_core\n"
-           "print(type(zoo_core.build_model('zoonet_s', 3)).__name__)", ""),
+           "print(zoo_core.build_model('zoonet_s', 3).zoo.num_classes, 'classes')", "3 classes"),
         py("save_pretrained", "import zoo_core\n"
            f"m = zoo_core.build_model('zoonet_s', 5, label_names={LABELS!r})\n"
            f"print(zoo_core.save_pretrained(m, {str(saved)!r}))", "saved"),
@@ -159,24 +181,24 @@ def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path, di
         cli(["info", "zoonet_s"], "zoonet_s"),
         cli(["build", "zoonet_s", "-n", "3"], "total"),
         cli(["plugins"], "zoonet"),
-        cli(["hash", str(pickled)], ""),
-        cli(["convert", str(pickled), str(work / "c2.st")], ""),
-        cli(["cache", "verify"], ""),
+        cli(["hash", str(pickled)], sha),
+        cli(["convert", str(pickled), str(work / "c2.st")], "c2.st"),
+        cli(["cache", "verify"], "rehashed"),
         cli(["cache", "clean"], ""),
         cli(["rank", "--data", str(digits), "--models", "zoonet_s", "--sample-per-class", "3",
              "--no-progress"], "zoonet_s"),
         cli(["finetune", "zoonet_s", "--data", str(digits), "--strategy", "linear_probe",
-             "--epochs", "1", "--out", str(run), "--no-progress"], ""),
+             "--epochs", "1", "--out", str(run), "--no-progress"], "best"),
     ], env, work)
 
     # 3. needs the saved folder or the run
     problems += _stage([
         py("push_to_hub", "import zoo_core\n"
            f"m = zoo_core.build_model({str(saved)!r})\n"
-           f"print(zoo_core.push_to_hub(m, {repo_py!r}))", ""),
-        cli(["push", str(run), repo_cli], ""),
-        cli(["eval", str(saved), "--data", str(digits), "--out", str(work / "ev")], ""),
-        cli(["predict", str(run), str(image)], ""),
+           f"print(zoo_core.push_to_hub(m, {repo_py!r}))", repo_py),
+        cli(["push", str(run), repo_cli], repo_cli),
+        cli(["eval", str(saved), "--data", str(digits), "--out", str(work / "ev")], "accuracy"),
+        cli(["predict", str(run), str(image)], "5"),
     ], env, work)
 
     # 4. a new process loads what the others pushed, then 5. again offline from the cache

@@ -55,7 +55,10 @@ def test_registry_weights_name_their_tag_and_scratch_has_no_base(tmp_path: Path)
     assert card.data.eval_results is None  # no metrics, no model-index
 
     scratch = zoo_core.build_model("zoonet_s", 3, "scratch", label_names=LABELS)
-    folder = zoo_core.save_pretrained(scratch, tmp_path / "s", metrics={"val_acc": 0.5},
+    import numpy as np
+
+    folder = zoo_core.save_pretrained(scratch, tmp_path / "s",
+                                      metrics={"val_acc": np.float32(0.5), "top5": 0.9},
                                       training_data="digits 5-9")
     card = ModelCard.load(folder / "README.md")
     assert card.data.base_model is None and "base_model_relation" not in card.data.to_dict()

@@ -3,6 +3,8 @@ reads (library, tags, license, base model), then what was built, how, and how to
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -222,7 +224,8 @@ def eval_results(metrics: Mapping[str, Any] | None, training_data: Any,
     out = []
     for key, value in metrics.items():
         split = _SPLIT_METRICS.get(str(key).lower())
-        if split is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if split is None or isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
             continue
         out.append(EvalResult(
             task_type="image-classification", task_name="Image Classification",

@@ -101,8 +101,7 @@ def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path):
     from zoo_core import decide_strategy as zoo_core_strategy
 
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"),
-           "ZOO_CORE_CACHE": str(tmp_path / "zoo-cache"), "OMP_NUM_THREADS": "1",
-           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+           "ZOO_CORE_CACHE": str(tmp_path / "zoo-cache"), "OMP_NUM_THREADS": "1"}
     for var in ("HF_HUB_OFFLINE", "ZOO_CORE_REGISTRY"):
         env.pop(var, None)
     # the test runs from anywhere: make sure the child imports this checkout

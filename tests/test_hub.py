@@ -188,7 +188,7 @@ def test_timm_interop_both_ways(hub_env):
     assert "trained from scratch, no pretrained weights" in card
     assert "fine-tuned" not in card and "Base weights: tag" not in card
     back = zoo_core.build_model(f"hf-hub:{repo}")
-    assert back.zoo.strategy == "finetune" and "from scratch" in back.zoo.strategy_reason
+    assert back.zoo.strategy == "scratch" and "from scratch" in back.zoo.strategy_reason
     assert torch.equal(logits(back, X64), logits(ours, X64))
 
     # timm's own push_to_hf_hub (no zoo_core key) -> ours

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 PLACEHOLDER = "hf-hub:ORG/NAME"  # what save_pretrained writes when no repo is known yet
+REPO_PLACEHOLDER = "ORG/NAME"
 CARD = "README.md"
 WEIGHTS = "model.safetensors"
 
@@ -23,18 +24,20 @@ def resolve_run(directory: str) -> Path:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from zoo_core._hub import push_directory
+    from zoo_core._hub import _check_saved_directory, push_directory
 
     folder = resolve_run(args.directory)
+    _check_saved_directory(folder)  # errors name the user's folder, not the staged copy
     if folder != Path(args.directory).expanduser():
         print(f"pushing {folder} (the run's best model)")
     card = folder / CARD
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
-        if PLACEHOLDER in text:  # push a copy whose card names the real repo
+        if REPO_PLACEHOLDER in text:  # push a copy whose card names the real repo
             staged = Path(tmp) / folder.name
             shutil.copytree(folder, staged)
-            (staged / CARD).write_text(text.replace(PLACEHOLDER, f"hf-hub:{args.repo_id}"),
+            # hf-hub:ORG/NAME in the zoo_core/timm examples, ORG/NAME in transformers'
+            (staged / CARD).write_text(text.replace(REPO_PLACEHOLDER, args.repo_id),
                                        encoding="utf-8")
             folder = staged
         result = push_directory(folder, args.repo_id, private=args.private or None,

@@ -76,6 +76,24 @@ def project_registry_path() -> Path:
     return Path(str(resources.files("zoo_core").joinpath("registry.toml")))
 
 
+def block_reason(name: str, catalog: Catalog, env_allow: str, env_block: str) -> str:
+    """Which switch keeps plugin ``name`` out, said so that the user can change it."""
+    def listed(var: str) -> list[str]:
+        return [x.strip() for x in os.environ.get(var, "").split(",") if x.strip()]
+
+    registry = (f"registry.toml ({ENV_REGISTRY}={os.environ[ENV_REGISTRY]} or the project's)"
+                if os.environ.get(ENV_REGISTRY) else "the project's registry.toml")
+    if name in listed(env_block):
+        return (f"blocked by {env_block}={os.environ.get(env_block, '')} (remove {name!r} "
+                "from it to use the plugin)")
+    if name in catalog.deny:
+        return f"blocked by [plugins] deny in {registry}"
+    if listed(env_allow):
+        return (f"not in {env_allow}={os.environ.get(env_allow, '')} (add {name!r} to it to "
+                "use the plugin)")
+    return f"not in [plugins] allow of {registry}"
+
+
 def load_catalog(extra: str | os.PathLike[str] | None = None) -> Catalog:
     """Read the project's registry.toml, then the ``ZOO_CORE_REGISTRY`` override if set.
 

@@ -6,7 +6,9 @@
 * :func:`check_config` bounds ``num_classes`` (top level and ``pretrained_cfg``) by
   ``[limits] max_num_classes`` of registry.toml, so a repo cannot make torch allocate a
   10**12-row head, and validates ``pretrained_cfg``: finite ``mean``, ``std`` > 0, one value
-  per input channel, ``input_size`` positive and bounded.
+  per input channel, ``input_size`` positive and bounded, ``interpolation`` one of timm's
+  resize modes, ``crop_pct`` in (0, 2]: a bad value is refused when the config is read,
+  not when an image is first resized.
 * :func:`install_hint` prints a ``pip install`` command only for distributions that the
   project's registry.toml lists (``[plugins] known_distributions``); any other name came
   from the repo author and is shown as unverified, never as a command to paste.
@@ -29,13 +31,15 @@ from typing import Any
 
 from zoo_core.errors import HubError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "check_config", "check_depth", "install_hint",
-           "read_config"]
+__all__ = ["INTERPOLATIONS", "MAX_BYTES", "MAX_DEPTH", "check_config", "check_depth",
+           "install_hint", "read_config"]
 
 MAX_BYTES = 10_000_000
 MAX_DEPTH = 32
 MAX_CHANNELS = 64
 MAX_SIDE = 8192
+# timm's resize modes (timm.data.transforms.str_to_interp_mode)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -100,6 +104,16 @@ def check_config(config: Mapping[str, Any], name: str, *, max_num_classes: int) 
                        f"must be [channels, height, width] with 1 .. {MAX_CHANNELS} channels and "
                        f"sides 1 .. {MAX_SIDE}, got {_short(size)}")
         channels = size[0]
+    interp = pcfg.get("interpolation")
+    if interp is not None and interp not in INTERPOLATIONS:
+        raise _bad(name, "pretrained_cfg.interpolation",
+                   f"is {_short(interp)}, not one of {', '.join(INTERPOLATIONS)} (how images "
+                   "are resized for the model)")
+    crop = pcfg.get("crop_pct")
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, (int, float))
+                             or not math.isfinite(crop) or not 0 < crop <= 2):
+        raise _bad(name, "pretrained_cfg.crop_pct",
+                   f"must be a number in (0, 2] (the center-crop fraction), got {_short(crop)}")
     for key in ("mean", "std"):
         value = pcfg.get(key)
         if value is None:

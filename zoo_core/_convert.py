@@ -45,6 +45,9 @@ def convert_checkpoint(
     overwritten unless ``overwrite=True``. Nothing else is written.
     """
     src_path, dst_path = Path(src).expanduser(), Path(dst).expanduser()
+    if src_path.is_dir():
+        raise WeightsError(f"checkpoint to convert {src_path} is a directory, not a file; "
+                           "pass the checkpoint file itself (pytorch_model.bin, *.pth)")
     if not src_path.is_file():
         raise WeightsError(f"checkpoint to convert not found: {src_path}")
     if is_pickle_path(str(dst_path)):

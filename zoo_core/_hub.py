@@ -178,6 +178,12 @@ def _check_saved_directory(folder: Path) -> None:
     if not folder.is_dir():
         raise HubError(f"{folder} is not a directory; pass a directory written by "
                        "zoo_core.save_pretrained")
+    dirs = [n for n in (WEIGHTS_NAME, CONFIG_NAME) if (folder / n).is_dir()]
+    if dirs:
+        raise HubError(
+            f"{folder / dirs[0]} is a directory, not a file: a folder written by "
+            f"zoo_core.save_pretrained holds the files {WEIGHTS_NAME} and {CONFIG_NAME}. "
+            "Save the model again (zoo_core.save_pretrained(model, DIR))")
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME) if not (folder / n).is_file()]
     if missing:
         pickled = [n for n in PICKLE_NAMES if (folder / n).exists()]

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from zoo_core._specs import BackboneFamily
+from zoo_core.errors import ZooError
 
 __all__ = ["cached_family_list"]
 
@@ -31,7 +32,11 @@ def cached_family_list(plugin: str, distribution: str, version: str,
     """The family's name list, rebuilt only when the plugin or family version changes."""
     key = [distribution, version, family.name, family.version]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
-    path = _cache_root() / "names" / f"{plugin}-{family.name}-{digest}.json"
+    try:
+        path = _cache_root() / "names" / f"{plugin}-{family.name}-{digest}.json"
+    except ZooError as exc:  # an unusable cache root only costs speed here; a download
+        log.info("name cache not used: %s", exc)  # that needs it says so
+        return {str(k): list(v) for k, v in family.list_names().items()}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("key") == key and isinstance(data.get("names"), dict):

@@ -13,9 +13,10 @@ Strategy when loading (``strategy=None``, or ``"auto"`` without
 ``num_train_samples``/``similarity`` hints):
 
 * same ``num_classes`` as the saved model (or ``num_classes=None``): the head is kept and
-  the strategy the model was saved with is kept (a model saved with ``scratch`` is loaded
-  with ``finetune``: its trained weights, everything trainable); a repo without a recorded
-  strategy (pushed by timm) is loaded with ``finetune``;
+  the strategy the model was saved with is kept (a model saved with ``scratch`` stays
+  ``scratch``, the strategy that trained it, with its trained weights loaded and everything
+  trainable; only a caller's ``strategy="scratch"`` means random initialisation); a repo
+  without a recorded strategy (pushed by timm) is loaded with ``finetune``;
 * another ``num_classes``: the saved head is dropped (``model.zoo.dropped_head_keys``)
   and ``linear_probe`` is applied.
 
@@ -104,9 +105,16 @@ def plan_saved_model(
     target = repo_classes if num_classes is None else num_classes
     same_head = target == repo_classes
 
-    if strategy is None or (strategy == "auto" and num_train_samples is None
-                            and similarity is None):
+    kept = strategy is None or (strategy == "auto" and num_train_samples is None
+                                and similarity is None)
+    if kept:
         parsed, reason = _default_strategy(zoo, same_head, repo_classes, target, name)
+        if parsed.kind == "partial" and parsed.k > len(spec.stages):
+            raise HubError(
+                f"config.json of {name}: its strategy {str(parsed)!r} ({ZOO_KEY}.strategy) "
+                f"asks for {parsed.k} stages, but {spec.name!r} has {len(spec.stages)} "
+                f"({', '.join(spec.stages)}); the repo's config is invalid: pass strategy= "
+                f"(partial:1..partial:{len(spec.stages)}, finetune, ...) or fix config.json")
     else:
         parsed = parse_strategy(strategy)
         reason = f"chosen by the caller: {parsed}"
@@ -120,7 +128,9 @@ def plan_saved_model(
     if pin is not None and not (isinstance(pin, str) and SHA256_RE.fullmatch(pin)):
         raise HubError(f"config.json of {name} has a malformed zoo_core.weights_sha256")
     wspec: WeightsSpec | None = None
-    if parsed.kind != "scratch":
+    # a kept "scratch" (the model was trained from scratch) loads its trained weights; a
+    # caller's strategy="scratch" means random initialisation
+    if parsed.kind != "scratch" or kept:
         wspec = WeightsSpec(
             tag=source.kind,
             source=source.weights,
@@ -132,7 +142,9 @@ def plan_saved_model(
             description=f"weights of {name}",
             data_config=_config_data_config(pcfg, spec.data_config, name),
         )
-        prepare_weights(source, pin)
+        weights_path = prepare_weights(source, pin)
+        if "in_chans" not in model_args:  # the caller's in_chans adapts the weights
+            _check_channels(config, saved_args, wspec.data_config, weights_path, name)
     return Plan(spec=spec, num_classes=target, strategy=parsed, reason=reason, wspec=wspec,
                 base_model=name, extra=dict(source.extra), model_args=merged_args,
                 repo_classes=repo_classes)
@@ -168,11 +180,10 @@ def _resolve_spec(reg: Any, config: Mapping[str, Any], zoo: Any, name: str) -> A
             raise HubError(f"{name} needs zoo_core plugin {plugin!r}, which is installed "
                            f"({info.distribution} {info.version}) but {info.status}: "
                            f"{info.error}; see `zoo plugins`") from error
-        hint = (f"; the repo was pushed with {dist} {version}, installed is "
-                f"{info.distribution} {info.version}: upgrade with pip install -U "
-                f"{info.distribution}" if dist else "")
         raise HubError(f"{name} needs model {model!r} of plugin {plugin!r}, which that "
-                       f"plugin does not register{hint}") from error
+                       "plugin does not register"
+                       + _version_hint(dist, version, info.distribution, info.version,
+                                       plugin)) from error
     arch = config.get("architecture")
     if not isinstance(arch, str) or not IDENT_RE.fullmatch(arch) or not isinstance(
             config.get("pretrained_cfg"), Mapping):
@@ -196,6 +207,75 @@ def _resolve_spec(reg: Any, config: Mapping[str, Any], zoo: Any, name: str) -> A
         "(pip install -U timm)") from error
 
 
+
+
+def _check_channels(config: Mapping[str, Any], saved_args: Mapping[str, Any],
+                    dc: DataConfig | None, weights: Any, name: str) -> None:
+    """config.json's input channels (``model_args.in_chans``, else ``pretrained_cfg.
+    input_size[0]``) must be those of the weights' first conv: otherwise the loader would
+    quietly adapt trained weights to another input (a 3-channel model read as 1-channel)."""
+    if dc is None or not dc.first_conv:
+        return
+    key = f"{dc.first_conv}.weight"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as fh:
+            shape = fh.get_slice(key).get_shape() if key in fh.keys() else None
+    except Exception:  # a broken file: the loader says what is wrong with it
+        return
+    if not shape or len(shape) != 4:
+        return
+    if "in_chans" in saved_args:
+        claim, where = saved_args["in_chans"], "model_args.in_chans"
+    else:
+        claim, where = dc.input_size[0], "pretrained_cfg.input_size[0]"
+    if claim != shape[1]:
+        raise HubError(
+            f"config.json of {name} says {claim} input channel(s) ({where}), but the first "
+            f"conv of its {WEIGHTS_NAME} ({key}) takes {shape[1]}: the files do not belong "
+            f"together. Fix {where} in config.json, or save the model again; to adapt the "
+            f"weights to {claim} channel(s) on purpose, pass in_chans={claim} to build_model")
+
+
+def _version_hint(dist: str | None, pushed: str | None, installed_dist: str,
+                  installed: str, plugin: str) -> str:
+    """What to do about a model the installed plugin does not register: upgrade only when
+    the installed version is older than the one the model was saved with.
+
+    >>> "upgrading will not help" in _version_hint("zoo-core", "0.1.0", "zoo-core", "0.1.0",
+    ...                                             "zoonet")
+    True
+    """
+    if not dist or not pushed:
+        return f"; see `zoo list '{plugin}/*'` for the models it registers"
+    saved = f"; the model was saved with {dist} {pushed}"
+    if dist != installed_dist:
+        return (f"{saved}, but plugin {plugin!r} comes from {installed_dist} {installed} "
+                "here: another distribution under the same plugin name")
+    order = _compare_versions(installed, pushed)
+    if order == 0:
+        return (f"{saved}, the version installed here, so upgrading will not help: the "
+                "plugin registers it only in some setups (optional dependency, registry.toml)"
+                f" or config.json names a model it never had; see `zoo list '{plugin}/*'`")
+    if order is not None and order > 0:
+        return (f"{saved}; installed is the newer {installed}, which dropped or renamed it: "
+                f"install {dist}=={pushed}, or see `zoo list '{plugin}/*'`")
+    return (f"{saved}; installed is {installed}: upgrade with pip install -U "
+            f"'{dist}>={pushed}'")
+
+
+def _compare_versions(a: str, b: str) -> int | None:
+    """-1, 0, 1 as version ``a`` is older, equal, newer than ``b``; None if unparseable."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pragma: no cover
+        return 0 if a == b else None
+    try:
+        va, vb = Version(a), Version(b)
+    except InvalidVersion:
+        return 0 if a == b else None
+    return (va > vb) - (va < vb)
 
 
 def _positive_int(value: Any, field: str, name: str) -> int | None:
@@ -279,16 +359,18 @@ def _default_strategy(zoo: Any, same_head: bool, repo_classes: int, target: int,
     pushed = zoo.get("strategy") if isinstance(zoo, Mapping) else None
     try:
         kept = parse_strategy(pushed) if isinstance(pushed, str) else None
-    except ZooError:
-        kept = None
+    except ZooError as exc:
+        raise HubError(f"config.json of {name}: {ZOO_KEY}.strategy {pushed[:40]!r} is not a "
+                       f"strategy ({exc}); pass strategy= to choose one, or fix config.json"
+                       ) from None
     if kept is None or kept.kind == "auto":
         return parse_strategy("finetune"), (
             f"same {target} classes as {name}, which records no strategy: its head is kept "
             "and everything is trainable (finetune); pass strategy= to choose another")
     if kept.kind == "scratch":
-        return parse_strategy("finetune"), (
-            f"{name} was trained from scratch (pushed with 'scratch'); its trained weights "
-            "are loaded with everything trainable (finetune); pass strategy= to choose "
-            "another")
+        return kept, (
+            f"{name} was trained from scratch (saved with 'scratch'); its trained weights "
+            "are loaded, everything trainable, and the strategy stays 'scratch' (what "
+            "trained it); pass strategy= to choose another")
     return kept, (f"kept the strategy {kept} that {name} was pushed with (same {target} "
                   "classes, head kept); pass strategy= to choose another")

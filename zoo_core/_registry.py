@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo_core._config import Catalog, apply_pins, load_catalog
+from zoo_core._config import Catalog, apply_pins, block_reason, load_catalog
 from zoo_core._name_cache import cached_family_list
 from zoo_core._specs import BackboneFamily, BackboneSpec, PluginInfo
 from zoo_core.errors import (
@@ -173,8 +173,7 @@ class Registry:
         self._plugins[name] = plugin
         if (self._allow and name not in self._allow) or name in self._block:
             plugin.status = "blocked"
-            plugin.error = (f"not in {ENV_ALLOW}/[plugins] allow" if name not in self._block
-                            else f"blocked by {ENV_BLOCK}/[plugins] deny")
+            plugin.error = block_reason(name, self.catalog, ENV_ALLOW, ENV_BLOCK)
             return
         stage = "importing"
         try:
@@ -365,6 +364,8 @@ class Registry:
             pname, _, base = name.partition("/")
             if pname not in self._plugins:
                 raise UnknownModelError(self._unknown_message(name, plugin=pname))
+            if self._plugins[pname].status == "blocked":
+                raise UnknownModelError(self._unknown_message(name, blocked=pname))
             names = self._names_of(self._plugins[pname])
 
             def providers(n: str) -> list[str]:
@@ -389,7 +390,15 @@ class Registry:
             )
         return Resolved(spec, tag)
 
-    def _unknown_message(self, name: str, plugin: str | None = None) -> str:
+    def _unknown_message(self, name: str, plugin: str | None = None,
+                         blocked: str | None = None) -> str:
+        off = [p for p in self._plugins.values() if p.status == "blocked"]
+        likely = [p for p in off if p.name == blocked or (
+            blocked is None and plugin is None and name.lower().startswith(p.name.lower()))]
+        if likely:  # zoonet_s, or zoonet/zoonet_s, and a blocked plugin "zoonet"
+            return (f"model {name!r} is not available: it is "
+                    f"{'' if blocked else 'probably '}a model of plugin "
+                    f"{likely[0].name!r}, which is installed but {likely[0].error}")
         if plugin is not None:
             msg = (f"unknown plugin {plugin!r} in {name!r}; plugins: "
                    f"{', '.join(sorted(self._plugins)) or 'none'}")
@@ -398,6 +407,9 @@ class Registry:
             close = difflib.get_close_matches(name.lower(), everything, n=5, cutoff=0.6)
             msg = f"unknown model {name!r}."
             msg += f" Did you mean: {', '.join(close)}?" if close else " See `zoo list`."
+            if off:
+                msg += (" Blocked plugins (their models are not available): "
+                        + "; ".join(f"{p.name} ({p.error})" for p in off) + ".")
         failed = self.failed_plugins()
         if failed:
             msg += (f" Plugins that failed to load (their models are missing): "

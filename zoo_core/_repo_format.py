@@ -8,8 +8,10 @@ files:
 * ``config.json``: timm-compatible (``architecture``, ``num_classes``, ``num_features``,
   ``label_names``, ``pretrained_cfg`` with ``classifier``, ``first_conv``, ``input_size``,
   ``mean``, ``std``, ``interpolation``, ``crop_pct``, ``num_classes``; ``model_args``:
-  the keyword arguments the model was built with), with zoo_core's own fields under ONE
-  key, ``"zoo_core"``. Keys sorted, indent 2.
+  the keyword arguments the caller built the model with, nothing filled in), with
+  zoo_core's own fields under ONE key, ``"zoo_core"``. An architecture that is not timm's
+  also gets ``model_type: "zoo_core"``: transformers reads a config with
+  ``pretrained_cfg`` and no ``model_type`` as a timm model. Keys sorted, indent 2.
 * ``README.md``: a model card with YAML front matter, written afresh every time.
 
 Names: ``hf-hub:org/name[@revision]`` for a Hub repo, ``local-dir:PATH`` (timm's
@@ -24,8 +26,8 @@ from zoo_core._registry import HUB_PREFIX
 from zoo_core.errors import InvalidArgumentError
 
 __all__ = ["CARD_NAME", "CONFIG_FORMAT", "CONFIG_NAME", "DIST_RE", "IDENT_RE", "LOCAL_PREFIX",
-           "PICKLE_NAMES", "SHA256_RE", "SHA_RE", "WEIGHTS_NAME", "ZOO_KEY", "check_repo_id",
-           "check_revision", "parse_hub_name"]
+           "MODEL_TYPE", "PICKLE_NAMES", "SHA256_RE", "SHA_RE", "WEIGHTS_NAME", "ZOO_KEY",
+           "check_repo_id", "check_revision", "parse_hub_name"]
 
 LOCAL_PREFIX = "local-dir:"
 WEIGHTS_NAME = "model.safetensors"
@@ -33,6 +35,8 @@ CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth", "model.pt")
 ZOO_KEY = "zoo_core"
+# config.json's model_type for architectures transformers cannot build (not timm's)
+MODEL_TYPE = "zoo_core"
 CONFIG_FORMAT = 1
 
 _NAME_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"

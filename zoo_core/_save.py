@@ -16,9 +16,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo_core._card import model_card
+from zoo_core._card import model_card, public_name, public_text
 from zoo_core._registry import HUB_PREFIX
-from zoo_core._repo_format import CARD_NAME, CONFIG_FORMAT, CONFIG_NAME, WEIGHTS_NAME, ZOO_KEY
+from zoo_core._repo_format import (
+    CARD_NAME,
+    CONFIG_FORMAT,
+    CONFIG_NAME,
+    MODEL_TYPE,
+    WEIGHTS_NAME,
+    ZOO_KEY,
+)
 from zoo_core._specs import ModelInfo
 from zoo_core.errors import HubError, InvalidArgumentError, ZooError
 
@@ -83,7 +90,7 @@ def save_model(
         raise HubError(f"cannot create {target}: {exc}") from exc
     try:
         weights_sha = _write_weights(model, tmp / WEIGHTS_NAME)
-        config = _config(model, info, labels, weights_sha, license, tmp)
+        config = _config(model, info, labels, weights_sha, license, tmp, repo_id)
         (tmp / CONFIG_NAME).write_text(
             json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
             encoding="utf-8")
@@ -222,7 +229,8 @@ def _public_source(source: str | None) -> str | None:
 
 
 def _config(model: Any, info: ModelInfo, labels: list[str] | None, weights_sha: str,
-            license: str | None, tmp: Path) -> dict[str, Any]:  # noqa: A002
+            license: str | None, tmp: Path,  # noqa: A002
+            repo_id: str | None = None) -> dict[str, Any]:
     from zoo_core import __version__
 
     config: dict[str, Any] | None = None
@@ -263,14 +271,14 @@ def _config(model: Any, info: ModelInfo, labels: list[str] | None, weights_sha: 
     else:
         pcfg.pop("license", None)
     config["num_classes"] = info.num_classes
-    # timm's key: timm.create_model("hf-hub:...") passes them on too. timm records its own
-    # reconstruction arguments there (num_classes, in_chans, img_size, global_pool).
-    recorded = config.get("model_args") if timm_model else None
-    model_args = {**(recorded if isinstance(recorded, dict) else {}), **info.model_args}
-    if "num_classes" in model_args:
-        model_args["num_classes"] = info.num_classes
-    if model_args:
-        config["model_args"] = model_args
+    # timm's key: timm.create_model("hf-hub:...") and transformers' TimmWrapper pass them on
+    # as keyword arguments. Only what the caller passed: timm 1.0.31 records its own
+    # reconstruction arguments there (num_classes, in_chans, global_pool, img_size), which
+    # transformers passes a second time (TypeError: multiple values for 'num_classes');
+    # without the caller's own, each is the architecture's default, so every loader builds
+    # the same model (config.json's num_classes gives the head).
+    if info.model_args:
+        config["model_args"] = dict(sorted(info.model_args.items()))
     else:
         config.pop("model_args", None)
     if labels:
@@ -284,13 +292,13 @@ def _config(model: Any, info: ModelInfo, labels: list[str] | None, weights_sha: 
         "distribution_version": info.distribution_version,
         "model": info.name,
         "strategy": info.strategy,
-        "strategy_reason": info.strategy_reason,
+        "strategy_reason": public_text(info.strategy_reason, info),
         "base_weights": {
             "tag": info.weights_tag,
             "source": _public_source(info.weights_source),
             "sha256": info.weights_sha256,
         },
-        "base_model": info.base_model,
+        "base_model": public_name(info.base_model) if info.base_model else None,
         "weights_sha256": weights_sha,
         "zoo_core_version": __version__,
         "head": info.head,
@@ -298,8 +306,27 @@ def _config(model: Any, info: ModelInfo, labels: list[str] | None, weights_sha: 
         "dropped_head_keys": list(info.dropped_head_keys),
         "license": lic,
         "library": "timm" if timm_model else "zoo_core",
+        "how_to_load": how_to_load(repo_id, timm_model),
     }
+    if timm_model:
+        config.pop("model_type", None)
+    else:
+        # transformers treats a config.json with pretrained_cfg and no model_type as a timm
+        # model (TimmWrapper) and fails with "upgrade timm" for a zoonet or torchvision
+        # architecture; with a model_type its error names zoo_core instead
+        config["model_type"] = MODEL_TYPE
     return config
+
+
+def how_to_load(repo_id: str | None, timm_model: bool) -> str:
+    """The config.json line that says which library loads the model, and how."""
+    call = (f'zoo_core.build_model("hf-hub:{repo_id}")' if repo_id else
+            'zoo_core.build_model("hf-hub:<repo id>") or zoo_core.build_model("<folder>")')
+    if timm_model:
+        return (f"{call}; also timm.create_model(\"hf-hub:...\", pretrained=True) and "
+                "transformers.AutoModelForImageClassification.from_pretrained")
+    return (f"{call} (pip install zoo-core); not a transformers or timm model: "
+            "its architecture comes from a zoo_core plugin")
 
 
 def _timm_config(model: Any, tmp: Path) -> dict[str, Any] | None:

@@ -83,20 +83,25 @@ def open_source(name: str | os.PathLike[str]) -> Source:
     return _open_folder(name)
 
 
-def prepare_weights(source: Source, pin: str | None) -> None:
+def prepare_weights(source: Source, pin: str | None) -> Path:
     """Make sure ``model.safetensors`` is there and is the file config.json was written for
-    (turning a missing, pickled or foreign file into a clear message early)."""
+    (turning a missing, pickled or foreign file into a clear message early); its path."""
     if source.kind == "hub":
         assert source.repo_id is not None
-        _fetch_hub_weights(source.repo_id, source.revision, source.name, pin)
-        return
+        return _fetch_hub_weights(source.repo_id, source.revision, source.name, pin)
     path = Path(source.weights)
+    if path.is_dir():
+        raise HubError(
+            f"cannot load {source.name}: its {WEIGHTS_NAME} is a directory, not a file. A "
+            f"saved model's {WEIGHTS_NAME} is the safetensors file save_pretrained writes: "
+            "put that file there (or save the model again)")
     if not path.is_file():
         raise HubError(f"{source.name} has no {WEIGHTS_NAME}" + _pickle_note(path.parent))
     if pin is not None:
         from zoo_core._weights import sha256_file
 
         _check_pin(sha256_file(path), pin, source.name)
+    return path
 
 
 # ------------------------------------------------------------------------- local folder
@@ -158,6 +163,7 @@ def _hub_errors() -> Any:
 
 def _download_config(repo_id: str, revision: str | None, name: str) -> Path:
     import huggingface_hub
+    import huggingface_hub.constants  # not loaded by `import huggingface_hub`
 
     from zoo_core import __version__
     from zoo_core._offline import offline_error, unreachable
@@ -202,7 +208,7 @@ def _commit_of(path: Path) -> str | None:
 
 
 def _fetch_hub_weights(repo_id: str, revision: str | None, name: str,
-                       pin: str | None) -> None:
+                       pin: str | None) -> Path:
     """Download model.safetensors now, to turn a missing or foreign file into a clear
     message (``build_from_spec`` then finds it in the cache and checks it again)."""
     from zoo_core import _weights
@@ -232,6 +238,7 @@ def _fetch_hub_weights(repo_id: str, revision: str | None, name: str,
                 f"was written for (zoo_core.weights_sha256 {pin}): the repo's files do not "
                 "belong together. Push the model again with zoo_core.push_to_hub, or pin a "
                 "revision where they match (hf-hub:org/name@<commit>)")
+    return Path(path)
 
 
 def _pickled_files(repo_id: str, revision: str | None) -> list[str]:

@@ -209,8 +209,10 @@ def _pick_in_directory(directory: Path, filename: str, *, name: str | None) -> P
     extra = (
         f" It holds pickled checkpoints ({', '.join(pickled)}): {_CONVERT_HINT}." if pickled else ""
     )
+    named = (" (a directory named like a weights file: pass the .safetensors file itself)"
+             if directory.name.endswith(".safetensors") else "")
     raise WeightsError(
-        f"directory {label} holds no {filename!r} and no .safetensors file "
+        f"directory {label}{named} holds no {filename!r} and no .safetensors file "
         f"(it contains: {shown or 'nothing'}).{extra}"
     )
 
@@ -324,6 +326,7 @@ def _fetch_hub(
         raise _pickle_refusal(f"{source} file {filename!r}", "is a pickled checkpoint by its name")
 
     import huggingface_hub
+    import huggingface_hub.constants  # not loaded by `import huggingface_hub`
     from huggingface_hub import errors as hf_errors
 
     where = f"{filename!r} from Hugging Face Hub repo {repo_id!r}" + (

@@ -45,7 +45,7 @@ from zoo_core._safefs import (
     refuse_link,
 )
 from zoo_core._safetensors_header import check_safetensors, is_pickle_path, pickle_refusal
-from zoo_core.errors import WeightsError
+from zoo_core.errors import ConfigError, WeightsError
 
 __all__ = [
     "cache_dir",
@@ -71,11 +71,27 @@ def cache_dir() -> Path:
     """
     explicit = os.environ.get("ZOO_CORE_CACHE")
     if explicit:
-        return Path(explicit).expanduser()
+        return _usable_root(Path(explicit).expanduser(), f"ZOO_CORE_CACHE={explicit}")
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg:
-        return Path(xdg).expanduser() / "zoo_core"
-    return Path.home() / ".cache" / "zoo_core"
+        return _usable_root(Path(xdg).expanduser() / "zoo_core",
+                            f"XDG_CACHE_HOME={xdg} (zoo_core caches in its zoo_core/)")
+    return _usable_root(Path.home() / ".cache" / "zoo_core", "the default cache")
+
+
+def _usable_root(root: Path, named: str) -> Path:
+    """``root``, unless it (or the nearest existing folder above it) is not a directory:
+    then a :class:`~zoo_core.ConfigError` naming the variable, not a NotADirectoryError
+    from deep inside a download."""
+    probe = root
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "is a file" if probe == root else f"is under {probe}, which is a file"
+        raise ConfigError(
+            f"{named}: the cache folder {root} {what}, not a directory. Set ZOO_CORE_CACHE "
+            "to a directory (created when missing), or unset it to use ~/.cache/zoo_core")
+    return root
 
 
 def _unlink(*paths: Path) -> None:

@@ -69,19 +69,23 @@ def read_run(out_dir: Path) -> dict[str, Any] | None:
 
 
 def card_section(record: Mapping[str, Any]) -> str:
-    """The run record as a model-card section (markdown)."""
+    """The run record as a model-card section (markdown); no path of this machine."""
+    from zoo_core._card import public_command, public_name
+
     hp = record.get("hyperparameters", {})
-    rows = "\n".join(f"| {k} | {json.dumps(v, default=str)} |" for k, v in sorted(hp.items()))
+    shown = {k: public_name(v) if isinstance(v, str) else v for k, v in hp.items()}
+    rows = "\n".join(f"| {k} | {json.dumps(v, default=str)} |" for k, v in sorted(shown.items()))
     data = record.get("data", {})
     versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
     return (
         "## Training run\n\n"
         f"Strategy **{record.get('strategy')}**: {record.get('reason')}\n\n"
         "| hyperparameter | value |\n|---|---|\n" + rows + "\n\n"
-        f"Data: {data.get('source')} (file list sha256 `{data.get('files_sha256')}`, "
+        f"Data: {public_name(str(data.get('source')))} "
+        f"(file list sha256 `{data.get('files_sha256')}`, "
         f"{data.get('num_files')} files).\n\n"
         f"Software: {versions}.\n\n"
-        f"Command: `{record.get('command')}`\n")
+        f"Command: `{public_command(str(record.get('command')))}`\n")
 
 
 def command_line() -> str:

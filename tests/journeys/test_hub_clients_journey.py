@@ -32,13 +32,22 @@ def test_timm_arch_pushed_loads_in_zoo_timm_and_transformers(
 
     repo = "acme/resnet-digits"
     journey.zoo("push", str(run / "best"), repo)
-    ours = journey.logits(f"__import__('zoo_core').build_model({str(run / 'best')!r})")
-    assert journey.logits(f"__import__('zoo_core').build_model('hf-hub:{repo}')") == ours
+    # fast=False loads the way timm does: bitwise equal to timm and transformers. The
+    # default fast path may differ in the last bits (tensor alignment picks other kernels;
+    # issue 19 makes it bitwise), so it is held to 1e-6 here.
+    ours = journey.logits(
+        f"__import__('zoo_core').build_model({str(run / 'best')!r}, fast=False)")
+    fast = journey.logits(f"__import__('zoo_core').build_model({str(run / 'best')!r})")
+    assert close(fast, ours)
+    assert journey.logits(f"__import__('zoo_core').build_model('hf-hub:{repo}')") == fast
     assert journey.logits(
         f"__import__('timm').create_model('hf-hub:{repo}', pretrained=True)") == ours
+    # transformers keeps the memory-mapped tensors as they lie in the file (timm copies
+    # them into its own aligned parameters): other kernels, the last bits may differ
+    # (cloning its parameters gives timm's logits bitwise).
     auto = ("__import__('transformers').AutoModelForImageClassification"
             f".from_pretrained('{repo}')")
-    assert journey.logits(auto) == ours
+    assert close(journey.logits(auto), ours)
 
     labels = journey.python(f"""
         import transformers
@@ -58,8 +67,24 @@ def test_timm_arch_pushed_loads_in_zoo_timm_and_transformers(
     assert top_pipe[0]["label"] == pred[0]["top"][0]["label"]
     assert abs(top_pipe[0]["score"] - pred[0]["top"][0]["probability"]) < 1e-4
 
+    # Someone fine-tunes the shared model further: its card names it as the base model.
+    again = journey.home / "again"
+    journey.zoo("finetune", f"hf-hub:{repo}", "--data", str(digit_folder), "--strategy",
+                "linear_probe", "--out", str(again), "--no-progress")
+    card = journey.python(f"""
+        from huggingface_hub import ModelCard
+        d = ModelCard.load({str(again / 'best' / 'README.md')!r}).data.to_dict()
+        print("CARD", d.get("base_model"), d.get("base_model_relation"))
+        """)
+    assert f"CARD {repo} finetune" in card.stdout
+
     # Offline, with the Hub gone, every client reads the same files from the cache.
     journey.server.stop()
     assert journey.logits(f"__import__('zoo_core').build_model('hf-hub:{repo}')",
-                          HF_HUB_OFFLINE="1") == ours
-    assert journey.logits(auto, HF_HUB_OFFLINE="1") == ours
+                          HF_HUB_OFFLINE="1") == fast
+    assert close(journey.logits(auto, HF_HUB_OFFLINE="1"), ours)
+
+
+def close(a: list, b: list, tol: float = 1e-6) -> bool:
+    return all(abs(x - y) <= tol for ra, rb in zip(a, b, strict=True)
+               for x, y in zip(ra, rb, strict=True))

@@ -38,8 +38,8 @@ def test_finetune_interrupt_resume_extend_eval_predict_push_load(
     assert refused.returncode != 0 and "--lr" in refused.stderr
     assert "Traceback" not in refused.output
 
-    # Extend the finished run by one epoch.
-    journey.zoo("finetune", "--resume", "--out", str(run), "--epochs", "4", "--no-progress")
+    # Extend the finished run by one epoch (--resume RUN: the other spelling).
+    journey.zoo("finetune", "--resume", str(run), "--epochs", "4", "--no-progress")
     history = metrics(run)["epochs"]
     assert [m["epoch"] for m in history] == [1, 2, 3, 4]
     best_acc = max(m["val_acc"] for m in history)

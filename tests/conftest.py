@@ -53,7 +53,7 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def fresh_registry(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Iterator[None]:
     """Every test starts with no default registry and no plugin switches set."""
-    from zoo_core import _registry
+    from zoo_core.registry import _registry
 
     for var in ("ZOO_CORE_STRICT_PLUGINS", "ZOO_CORE_PLUGINS", "ZOO_CORE_BLOCK_PLUGINS",
                 "ZOO_CORE_DISABLE_PLUGIN_AUTOLOAD", "ZOO_CORE_REGISTRY"):

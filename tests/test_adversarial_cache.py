@@ -21,9 +21,9 @@ from adversary import REPO_ROOT, Route, attempt, entry_dir, flip_keep_stat, isol
 from safetensors.torch import save_file
 
 import zoo_core
-from zoo_core import _download
-from zoo_core._weights import cache_dir, fetch_weights
 from zoo_core.errors import HubError, InvalidArgumentError, WeightsError
+from zoo_core.weights import _download
+from zoo_core.weights._weights import cache_dir, fetch_weights
 
 
 @pytest.fixture(autouse=True)
@@ -130,7 +130,7 @@ def test_flipped_byte_in_cache_is_found_pinned_or_not(tmp_path, bad_server):
     assert fetch_weights(url, progress=False).read_bytes() == body
     assert json.loads(side.read_text())["sha256"] == recorded
 
-    from zoo_core._cache_admin import verify_cache
+    from zoo_core.cli.cache import verify_cache
 
     flip_keep_stat(path)
     report = verify_cache()
@@ -347,7 +347,7 @@ FULL_DISK = r'''
 import json, os, resource, sys
 url, work = sys.argv[1], sys.argv[2]
 import torch, zoo_core
-from zoo_core._weights import convert_checkpoint, fetch_weights
+from zoo_core.weights._weights import convert_checkpoint, fetch_weights
 model = zoo_core.build_model("zoonet_s", 3, "finetune")
 torch.save(model.state_dict(), os.path.join(work, "ckpt.pth"))
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
@@ -441,8 +441,9 @@ def test_zoo_cache_verify_and_clean(tmp_path, bad_server, capsys):
 
 
 def test_import_of_the_new_modules_stays_light():
-    code = ("import sys, zoo_core._weights, zoo_core._cache_admin, zoo_core._config_json, "
-            "zoo_core._push_guard, zoo_core.cli\n"
+    code = ("import sys, zoo_core.weights._weights, zoo_core.cli.cache, "
+            "zoo_core.saved._config_json, "
+            "zoo_core.hub._push_guard, zoo_core.cli\n"
             "heavy = [m for m in ('torch', 'huggingface_hub', 'safetensors', 'filelock') "
             "if m in sys.modules]\nassert not heavy, heavy")
     subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=60,

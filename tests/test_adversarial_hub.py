@@ -20,8 +20,8 @@ from adversary import REPO_ROOT, attempt, flip_keep_stat, isolate
 from hubserver import HubServer, _json
 
 import zoo_core
-from zoo_core._config import load_catalog
 from zoo_core.errors import ConfigError, HubError, InvalidArgumentError, WeightsError
+from zoo_core.registry._catalog import load_catalog
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +58,10 @@ def test_push_to_a_server_that_never_answers_times_out(hub_env, monkeypatch, tmp
 def test_push_leftovers_of_killed_processes_are_swept(tmp_path, monkeypatch):
     import tempfile
 
-    from zoo_core._push_guard import sweep_push_leftovers
+    from zoo_core.hub._push_guard import sweep_push_leftovers
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    script = ("import os, signal, zoo_core._push_guard as g\n"
+    script = ("import os, signal, zoo_core.hub._push_guard as g\n"
               "d = g.push_tmpdir()\n"
               "open(os.path.join(d.name, 'model.safetensors'), 'wb').write(b'x' * 1000)\n"
               "print(d.name, flush=True)\n"
@@ -126,7 +126,7 @@ def test_corrupt_blob_of_a_timm_repo_does_not_load(hub_env):
     flip_keep_stat(blob, offset=-3)
     attempt("corrupt HF cache blob (timm repo)", lambda: zoo_core.build_model(f"hf-hub:{repo}"),
             error=WeightsError, match=r"corrupt copy.*sha256")
-    from zoo_core._cache_admin import verify_cache
+    from zoo_core.cli.cache import verify_cache
 
     assert blob in [p for p, _ in verify_cache(hf=True).bad]
 

@@ -1,7 +1,7 @@
 """auto: the decision table on its own, the measurements behind it, and end to end.
 
-The decision is a pure function of the measured figures (zoo_core._decide), tested cell by
-cell; the measurements are tested for what they promise (cross-validated, random-init
+The decision is a pure function of the measured figures (zoo_core.strategies._decide),
+tested cell by cell; the measurements are tested for what they promise (cross-validated, random-init
 features with recalibrated BatchNorm, clear errors on data too small or degenerate to
 measure); finetune(strategy="auto") is tested end to end on tiny data."""
 
@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 
 from zoo_core import InvalidArgumentError, TransferNotRecommendedError
-from zoo_core._config import AutoThresholds
-from zoo_core._data import scan_image_folder
-from zoo_core._decide import decide
-from zoo_core._embedded import TASKS, embedded_task
-from zoo_core._finetune import finetune, measure_transfer
-from zoo_core._finetune.compare import score_auto
-from zoo_core._finetune.measure import cv_probe, logme, recalibrate_batchnorm
+from zoo_core.data._data import scan_image_folder
+from zoo_core.data._embedded import TASKS, embedded_task
+from zoo_core.registry._catalog import AutoThresholds
+from zoo_core.strategies._decide import decide
+from zoo_core.train import finetune, measure_transfer
+from zoo_core.train._compare import score_auto
+from zoo_core.train._measure import cv_probe, logme, recalibrate_batchnorm
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 QUIET = {"progress": False, "verbose": False}
@@ -78,7 +78,7 @@ def test_decide_reads_thresholds():
 
 def test_registry_auto_keys_are_validated(tmp_path, monkeypatch):
     from zoo_core import ConfigError
-    from zoo_core._registry import get_registry, reset_registry
+    from zoo_core.registry._registry import get_registry, reset_registry
 
     user = tmp_path / "r.toml"
     user.write_text("[auto]\nsimilar_gain = 0.2\npilot_min_per_class = 30\n")
@@ -125,7 +125,7 @@ def test_cv_probe_needs_two_images_per_class():
 
 def test_recalibrated_batchnorm_holds_the_data_statistics(digits):
     import zoo_core
-    from zoo_core._data import ImageDataset, make_transforms
+    from zoo_core.data._data import ImageDataset, make_transforms
 
     model = zoo_core.build_model("zoonet_s", 5, "scratch")
     bn = model.stem[1]

@@ -195,7 +195,7 @@ def test_broken_pipe_prints_no_traceback(tmp_path):
 
 def test_push_resolves_a_run_folder_to_best_and_fills_the_card(capsys, tmp_path, monkeypatch):
     import zoo_core
-    from zoo_core import _hub
+    from zoo_core.hub import _hub
 
     run_dir = tmp_path / "run"
     zoo_core.save_pretrained(zoo_core.build_model("zoonet_s", 3, "linear_probe"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo_core._finetune.compare import run_default
+from zoo_core.train._compare import run_default
 
 
 @pytest.mark.slow

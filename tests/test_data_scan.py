@@ -1,5 +1,5 @@
 """Data folders are scanned safely (issue 17): one bad input per test, through the shared
-walker (:mod:`zoo_core._scan`), then the whole bad tree through the real ``zoo finetune``,
+walker (:mod:`zoo_core.data._scan`), then the whole bad tree through the real ``zoo finetune``,
 ``zoo eval`` and ``zoo rank`` commands in subprocesses with a time bound (a FIFO must not
 hang them)."""
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo_core._data import BadImageWarning, DatasetError, DatasetWarning, scan_image_folder
+from zoo_core.data._data import BadImageWarning, DatasetError, DatasetWarning, scan_image_folder
 
 CLASSES = ("c0", "c1", "c2")
 PER_CLASS = 4

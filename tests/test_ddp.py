@@ -23,13 +23,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zoo_core._finetune import finetune
+from zoo_core.train import finetune
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 SCRIPT = """
 import json, os, sys, torch
 from safetensors.torch import save_file
-import zoo_core._finetune as f
+import zoo_core.train as f
 
 data, odd, out = sys.argv[1], sys.argv[2], sys.argv[3]
 rank = int(os.environ["RANK"])

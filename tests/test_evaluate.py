@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from zoo_core import cli
-from zoo_core._data import load_rgb, make_transforms
-from zoo_core._evaluate import evaluate, predict
-from zoo_core._finetune import finetune
+from zoo_core.cli.evaluate import evaluate, predict
+from zoo_core.data._data import load_rgb, make_transforms
 from zoo_core.errors import InvalidArgumentError
+from zoo_core.train import finetune
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,4 +1,4 @@
-"""zoo_core._fastload: meta/mmap/assign build path vs the normal construct+copy path."""
+"""zoo_core.build._fastload: meta/mmap/assign build path vs the normal construct+copy path."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from torch import nn  # noqa: E402
 from torch.nn.init import trunc_normal_ as _bound_torch_trunc_normal_  # noqa: E402
 
-from zoo_core import _meta_build  # noqa: E402
-from zoo_core._fastload import LoadReport, build_and_load  # noqa: E402
+from zoo_core.build._fastload import LoadReport, build_and_load  # noqa: E402
 from zoo_core.errors import WeightsError  # noqa: E402
+from zoo_core.layout import _meta_build  # noqa: E402
 
 FILE_CLASSES = 1000
 NEW_CLASSES = 7

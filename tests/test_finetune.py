@@ -19,7 +19,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import zoo_core
-from zoo_core._data import (
+from zoo_core.cli.finetune import add_cli
+from zoo_core.data._data import (
     BadImageWarning,
     DatasetError,
     DatasetNotFoundError,
@@ -28,7 +29,7 @@ from zoo_core._data import (
     make_transforms,
     scan_image_folder,
 )
-from zoo_core._finetune import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, add_cli, finetune
+from zoo_core.train import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, finetune
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,7 +178,7 @@ def test_resume_after_hard_exit_equals_uninterrupted(tmp_path, digits):
     finetune + augmentation, so the RNG state must round-trip through the checkpoint."""
     kw = dict(strategy="finetune", epochs=3, batch_size=8, augment={"hflip": 0.0}, **QUIET)
     script = textwrap.dedent(f"""
-        import torch, zoo_core._finetune as f
+        import torch, zoo_core.train as f
         torch.set_num_threads(1)
         f.finetune("zoonet_s", {str(digits)!r}, out={str(tmp_path / 'b')!r}, **{kw!r})
         raise SystemExit("not reached")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import zoo_core
-from zoo_core._finetune import finetune
-from zoo_core._finetune.dist import _Dist
-from zoo_core._finetune.recipe import Recipe, create_optimizer
+from zoo_core.train import finetune
+from zoo_core.train._dist import _Dist
+from zoo_core.train._recipe import Recipe, create_optimizer
 
 QUIET = {"progress": False, "verbose": False, "threads": 1}
 SGD = {"probe_solver": "sgd"}  # linear_probe trained for epochs, not solved
@@ -118,7 +118,7 @@ def test_keep_and_early_stop(tmp_path, digits):
 def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, digits, monkeypatch):
     import errno
 
-    from zoo_core._finetune import checkpoint
+    from zoo_core.train import _checkpoint as checkpoint
 
     out = tmp_path / "run"
     real = checkpoint._atomic_save_tensors
@@ -146,7 +146,7 @@ def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, digits, monkeypatch)
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path, digits, monkeypatch, capsys):
-    from zoo_core._finetune.trainer import _Trainer
+    from zoo_core.train._trainer import _Trainer
 
     real = _Trainer.train_epoch
 
@@ -181,7 +181,7 @@ def test_solved_probe_is_the_logistic_regression_sklearn_finds():
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from zoo_core._finetune.probe import solve_head
+    from zoo_core.train._probe import solve_head
 
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 1.5, (4, 12))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import zoo_core
-from zoo_core._finetune import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, finetune
+from zoo_core.train import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, finetune
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 QUIET = {"progress": False, "verbose": False}
@@ -134,7 +134,7 @@ def test_missing_state_json_changes_nothing(tmp_path, digits):
 HOLD = """
 import sys, time
 from pathlib import Path
-from zoo_core._finetune.lock import RunLock
+from zoo_core.train._lock import RunLock
 lock = RunLock(Path(sys.argv[1]))
 lock.acquire()
 print("locked", flush=True)
@@ -205,7 +205,7 @@ def test_two_zoo_runs_into_one_out(tmp_path, digits):
 def two_epochs(tmp_path_factory, digits) -> Path:
     """A run stopped after epoch 1 of 2 (the Ctrl-C hook), to be damaged by the tests."""
     run = tmp_path_factory.mktemp("ckpt") / "run"
-    code = (f"import zoo_core._finetune as f; f.finetune('zoonet_s', {str(digits)!r}, "
+    code = (f"import zoo_core.train as f; f.finetune('zoonet_s', {str(digits)!r}, "
             f"strategy='linear_probe', epochs=2, out={str(run)!r}, probe_solver='sgd', "
             "batch_size=8, progress=False, verbose=False)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), EXIT_AFTER_EPOCH_ENV: "1",
@@ -314,10 +314,10 @@ def test_runs_recorded_before_arguments_resume_from_their_hyperparameters(tmp_pa
 def test_only_typed_flags_count_as_given(argv, typed):
     """A default of 0 / 0.0 (--seed, --mixup, --workers) is a default, not a typed flag:
     a resumed run with --seed 1 was refused "--seed 0" when nothing was typed."""
-    from zoo_core.cli import build_parser
+    from zoo_core.cli.main import build_parser
 
     args = build_parser().parse_args(["finetune", "--resume", "--out", "RUN", *argv])
-    from zoo_core._finetune.cli import _given
+    from zoo_core.cli.finetune import _given
 
     _, given = _given(args)
     recipe_or_run = given - {"resume", "out", "func", "command"}

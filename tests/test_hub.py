@@ -16,7 +16,7 @@ import yaml
 
 import zoo_core
 from zoo_core import HubError, InvalidArgumentError
-from zoo_core._hub import add_cli, push_to_hub, save_pretrained
+from zoo_core.hub._hub import add_cli, push_to_hub, save_pretrained
 
 LABELS = ("cat", "dog", "bird")
 X32 = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -240,7 +240,7 @@ def test_config_is_data_not_code(hub_env, tmp_path):
     user.write_text('[plugins]\nknown_distributions = ["zoo-vision-extra"]\n')
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ZOO_CORE_REGISTRY", str(user))
-        from zoo_core._registry import reset_registry
+        from zoo_core.registry._registry import reset_registry
 
         reset_registry()
         with pytest.raises(HubError, match=r"'vision_extra'.*pip install zoo-vision-extra>=2\.1"):
@@ -323,7 +323,7 @@ def test_failed_commit_leaves_remote_unchanged(hub_env):
 
 
 def test_save_pretrained_atomic_fresh_card_and_no_temp_dirs(tmp_path, monkeypatch):
-    from zoo_core import _save
+    from zoo_core.hub import _save
 
     model = trained_zoonet()
     out = tmp_path / "out"

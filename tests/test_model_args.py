@@ -13,9 +13,9 @@ timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 import zoo_core  # noqa: E402
-from zoo_core._model_args import adapt_data_config, args_from_config  # noqa: E402
 from zoo_core._specs import DataConfig  # noqa: E402
 from zoo_core.errors import HubError, InvalidArgumentError, SpecError  # noqa: E402
+from zoo_core.layout._model_args import adapt_data_config, args_from_config  # noqa: E402
 
 
 def _timm_file(tmp_path: Path, arch: str, **kwargs: object) -> Path:
@@ -171,7 +171,7 @@ def test_adapt_data_config_channels_and_size() -> None:
 
 def test_model_args_round_trip_through_the_hub(hub_env, tmp_path: Path) -> None:
     """Pushed config.json carries model_args: zoo_core and plain timm rebuild the same."""
-    from zoo_core._hub import push_to_hub
+    from zoo_core.hub._hub import push_to_hub
 
     path = _timm_file(tmp_path, "test_vit")
     ours = zoo_core.build_model("test_vit", num_classes=4, strategy="finetune", weights=path,

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 import zoo_core
-from zoo_core._registry import Registry
+from zoo_core.registry._registry import Registry
 
 _REGISTRY = Registry()
 FIRST_PARTY = {"timm", "torchvision", "zoonet"}

@@ -15,11 +15,12 @@ from PIL import Image
 
 import zoo_core
 from zoo_core import InvalidArgumentError
-from zoo_core._data import DatasetError
-from zoo_core._rank import feature_cache, ranking
-from zoo_core._rank.candidates import find_candidates
-from zoo_core._rank.ranking import parse_budget, rank_models
 from zoo_core.cli import main
+from zoo_core.data._data import DatasetError
+from zoo_core.rank import _ranking as ranking
+from zoo_core.rank._candidates import find_candidates
+from zoo_core.rank._ranking import parse_budget, rank_models
+from zoo_core.train import _feature_cache as feature_cache
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
 FAST = {"per_class": 4}  # sampled images per class: tiny, still cross-validatable
@@ -240,7 +241,7 @@ def test_cli_errors(capsys, tmp_path):
 def test_linear_probe_after_rank_reuses_its_features(tmp_path, capsys, monkeypatch):
     """The issue: a later ``zoo finetune`` of the winner with linear_probe reuses the rows
     rank cached, and trains on the same features it would have extracted itself."""
-    from zoo_core._finetune import finetune
+    from zoo_core.train import finetune
 
     data = export_imagefolder(tmp_path / "digits", per_class=6)
     kwargs = dict(strategy="linear_probe", epochs=2, seed=0, progress=False,
@@ -265,8 +266,8 @@ def test_reusing_rows_edge_cases(digits):
     """One image always runs (the cacheability check); a stale row width is not trusted."""
     import os
 
-    from zoo_core._data import ImageDataset, make_transforms, scan_image_folder
-    from zoo_core._finetune.features import _extract, _extract_reusing
+    from zoo_core.data._data import ImageDataset, make_transforms, scan_image_folder
+    from zoo_core.train._features import _extract, _extract_reusing
 
     model = zoo_core.build_model("zoonet_s", 5, "linear_probe")
     folder = scan_image_folder(digits, seed=0, warn=False)

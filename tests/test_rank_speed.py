@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from zoo_core import _data
-from zoo_core._builder import build_model
-from zoo_core._data import BadImageWarning, scan_image_folder
-from zoo_core._finetune.measure import (
+from zoo_core.build._builder import build_model
+from zoo_core.data import _data
+from zoo_core.data._data import BadImageWarning, scan_image_folder
+from zoo_core.rank import _ranking as ranking
+from zoo_core.rank._ranking import rank_models
+from zoo_core.train._measure import (
     cv_probe,
     extract_sample,
     prepare_sample,
     preprocessing_key,
     sample_indices,
 )
-from zoo_core._finetune.utils import _seed_all
-from zoo_core._rank import ranking
-from zoo_core._rank.ranking import rank_models
+from zoo_core.train._utils import _seed_all
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -120,7 +120,7 @@ def _pipeline_probe(x, y, *, seed=0, folds=5, repeats=3, c=0.5):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from zoo_core._finetune.measure import _clean
+    from zoo_core.train._measure import _clean
 
     k = int(min(folds, np.unique(y, return_counts=True)[1].min()))
     x, _ = _clean(np.asarray(x))

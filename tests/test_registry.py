@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import zoo_core
-from zoo_core._config import load_catalog
-from zoo_core._registry import Registry, get_registry
+from zoo_core.registry._catalog import load_catalog
+from zoo_core.registry._registry import Registry, get_registry
 
 
 def test_third_party_distribution_is_discovered_and_buildable(make_dist, tiny_plugin_source):

@@ -34,7 +34,7 @@ def test_a_one_channel_model_fine_tunes(gray_model, digits, strategy):
 def test_transforms_give_the_model_its_channels(gray_model):
     from PIL import Image
 
-    from zoo_core._data import make_transforms
+    from zoo_core.data._data import make_transforms
 
     net = zoo_core.build_model(str(gray_model))
     train_tf, eval_tf = make_transforms(net, augment=True)

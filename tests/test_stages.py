@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 import zoo_core
-from zoo_core._registry import get_registry, resolve_builder
-from zoo_core._strategies import apply_strategy, parse_strategy
+from zoo_core.registry._registry import get_registry, resolve_builder
+from zoo_core.strategies._strategies import apply_strategy, parse_strategy
 
 SHARED = [  # (timm name, torchvision name): one architecture, two providers
     ("resnet18", "resnet18"),
@@ -91,6 +91,6 @@ def test_forward_order_counts_a_container_that_is_never_called_itself():
             return x
 
     net = zoo_core.build_on_meta(Net)
-    from zoo_core._layout import forward_order
+    from zoo_core.layout._layout import forward_order
 
     assert forward_order(net, ["late", "early"], (4,)) == ["early", "late"]

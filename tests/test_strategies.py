@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo_core
-from zoo_core._strategies import decide_strategy, parse_strategy
+from zoo_core.strategies._strategies import decide_strategy, parse_strategy
 
 STRATEGIES = ["linear_probe", "partial:1", "partial:2", "partial:3", "finetune", "scratch"]
 

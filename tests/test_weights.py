@@ -1,4 +1,4 @@
-"""zoo_core._weights: sources, cache, integrity, pickle refusal, conversion.
+"""zoo_core.weights._weights: sources, cache, integrity, pickle refusal, conversion.
 
 Everything is local: URLs are served by a ThreadingHTTPServer on 127.0.0.1.
 """
@@ -21,8 +21,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from zoo_core import _download, _weights
-from zoo_core._weights import (
+from zoo_core.errors import InvalidArgumentError, WeightsError
+from zoo_core.weights import _download, _weights
+from zoo_core.weights._weights import (
     cache_dir,
     check_safetensors,
     convert_checkpoint,
@@ -30,7 +31,6 @@ from zoo_core._weights import (
     is_pickle_path,
     sha256_file,
 )
-from zoo_core.errors import InvalidArgumentError, WeightsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -531,7 +531,7 @@ def test_two_processes_share_one_download(tmp_path, server):
     script = textwrap.dedent(
         f"""
         import sys
-        from zoo_core._weights import fetch_weights, sha256_file
+        from zoo_core.weights._weights import fetch_weights, sha256_file
         p = fetch_weights({url!r}, sha256={digest!r}, progress=False)
         print(p, sha256_file(p))
         assert "torch" not in sys.modules
@@ -643,7 +643,8 @@ def test_convert_refuses_arbitrary_objects(tmp_path):
 
 
 def test_import_does_not_pull_torch():
-    code = "import sys, zoo_core._weights, zoo_core; assert 'torch' not in sys.modules, 'torch'"
+    code = ("import sys, zoo_core.weights._weights, zoo_core; "
+            "assert 'torch' not in sys.modules, 'torch'")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
 
@@ -653,7 +654,7 @@ def test_import_does_not_pull_torch():
 
 def test_published_pickle_is_verified_converted_and_cached(tmp_path, server):
     """torchvision-style `<arch>-<sha256 prefix>.pth`: prefix checked, converted once."""
-    from zoo_core._weights import fetch_published_pickle
+    from zoo_core.weights._weights import fetch_published_pickle
 
     src = tmp_path / "ckpt.pth"
     torch.save(tiny_tensors(), src)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import zoo_core
-from zoo_core._registry import reset_registry
+from zoo_core.registry._registry import reset_registry
 
 
 def _upload_weights(hub_env, tmp_path, seed: int):

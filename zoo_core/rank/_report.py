@@ -1,11 +1,90 @@
-"""The ranking as a table, and how far to trust it."""
+"""What :func:`~zoo_core.rank.rank_models` returns: the rows, the table, how far to trust it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zoo_core.rank._ranking import Ranking, Scored
+    from zoo_core.rank._candidates import Skipped
+    from zoo_core.train._measure import ProbeScore
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate's outcome: measured, failed, or not reached within the budget."""
+
+    name: str
+    status: str  # measured | failed | budget
+    probe: ProbeScore | None = None
+    logme: float | None = None
+    random: ProbeScore | None = None
+    strategy: str | None = None  # recommended, as auto decides (before its pilot)
+    reason: str = ""  # the decision's reason, or what failed
+    pilot: tuple[str, ...] = ()
+    params: int | None = None
+    seconds: float = 0.0
+    cached: bool = False  # the pretrained features came from the cache
+    tie_with_next: bool = False
+    weights: str = ""  # where the weights came from: pkg | local | cached | download
+
+    @property
+    def gain(self) -> float | None:
+        if self.probe is None or self.random is None:
+            return None
+        return self.probe.mean - self.random.mean
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status,
+                "probe": None if self.probe is None else self.probe.as_dict(),
+                "logme": self.logme, "gain": self.gain,
+                "random": None if self.random is None else self.random.as_dict(),
+                "strategy": self.strategy, "reason": self.reason, "pilot": list(self.pilot),
+                "params": self.params, "seconds": self.seconds, "cached": self.cached,
+                "tie_with_next": self.tie_with_next, "weights": self.weights}
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What :func:`rank_models` returns: the ranked rows, the skipped models, the data."""
+
+    rows: tuple[Scored, ...]  # measured (best first), then failed, then unreached
+    skipped: tuple[Skipped, ...]
+    data: str
+    num_train: int
+    num_classes: int
+    per_class: float
+    chance: float
+    images: int  # sampled images measured per candidate
+    bad_images: int  # unreadable/non-image files: skipped while scanning + failed to decode
+    seconds: float
+    stopped: str = ""  # why the ranking stopped early ("budget 10m reached", ...)
+    bad_links: int = 0  # symlinks not followed (a loop, a target outside the data root)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def measured(self) -> list[Scored]:
+        return [r for r in self.rows if r.status == "measured"]
+
+    @property
+    def best(self) -> Scored | None:
+        return self.measured[0] if self.measured else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"data": self.data, "num_train": self.num_train,
+                "num_classes": self.num_classes, "per_class": self.per_class,
+                "chance": self.chance, "images": self.images, "bad_images": self.bad_images,
+                "bad_links": self.bad_links,
+                "seconds": self.seconds, "stopped": self.stopped,
+                "ranked_by": "probe (cross-validated accuracy on pretrained features), "
+                             "then LogME",
+                "confidence": confidence(self),
+                "rows": [r.as_dict() for r in self.rows],
+                "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
+                **self.extra}
+
+    def summary(self, top: int | None = None) -> str:
+        return format_ranking(self, top=top)
 
 
 def _params(n: int | None) -> str:

@@ -13,7 +13,6 @@ pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import importlib.metadata
@@ -36,6 +35,7 @@ from zoo_core.errors import (
     UnknownModelError,
 )
 from zoo_core.registry._catalog import Catalog, apply_pins, block_reason, load_catalog
+from zoo_core.registry._messages import duplicate_message, shadowed_message, unknown_message
 from zoo_core.registry._name_cache import cached_family_list
 
 __all__ = ["ListedModel", "Registry", "get_model_info", "get_registry", "list_models",
@@ -274,12 +274,8 @@ class Registry:
                 if unordered and warn:
                     self._warn_shadowed(name, preferred, unordered)
                 return preferred
-        both = ", ".join(f"{p} (distribution {self._plugins[p].distribution})" for p in providers)
-        raise DuplicateModelError(
-            f"model name {name!r} is registered by several plugins: {both}. Use a "
-            f"plugin-qualified name such as {providers[0] + '/' + name!r}, or order them "
-            "with [plugins] prefer in registry.toml"
-        )
+        raise DuplicateModelError(duplicate_message(
+            name, {p: self._plugins[p].distribution for p in providers}))
 
     def _warn_shadowed(self, name: str, winner: str, losers: list[str]) -> None:
         """Once per name: a plugin outside ``[plugins] prefer`` lost the bare name."""
@@ -288,18 +284,10 @@ class Registry:
                 return
             self._warned_shadowed.add(name)
 
-        def who(p: str) -> str:
-            plugin = self._plugins[p]
-            return f"plugin {p!r} (distribution {plugin.distribution} {plugin.version})".rstrip()
-
-        lost = ", ".join(f"{who(p)} as {p + '/' + name!r}" for p in losers)
-        warnings.warn(
-            f"model name {name!r} is registered by {who(winner)} and by {lost}; {name!r} "
-            f"means {winner + '/' + name!r} ([plugins] prefer in registry.toml). Use "
-            f"{losers[0] + '/' + name!r} for the other, or list {losers[0]!r} before "
-            f"{winner!r} in [plugins] prefer (ZOO_CORE_REGISTRY=your.toml)",
-            ShadowedModelWarning, stacklevel=4,
-        )
+        versions = {p: (self._plugins[p].distribution, self._plugins[p].version)
+                    for p in [winner, *losers]}
+        warnings.warn(shadowed_message(name, winner, losers, versions),
+                      ShadowedModelWarning, stacklevel=4)
 
     def models(self, pattern: str | None = None, *, pretrained: bool | None = None,
                plugin: str | None = None, tags: bool = False) -> list[ListedModel]:
@@ -392,29 +380,8 @@ class Registry:
 
     def _unknown_message(self, name: str, plugin: str | None = None,
                          blocked: str | None = None) -> str:
-        off = [p for p in self._plugins.values() if p.status == "blocked"]
-        likely = [p for p in off if p.name == blocked or (
-            blocked is None and plugin is None and name.lower().startswith(p.name.lower()))]
-        if likely:  # zoonet_s, or zoonet/zoonet_s, and a blocked plugin "zoonet"
-            return (f"model {name!r} is not available: it is "
-                    f"{'' if blocked else 'probably '}a model of plugin "
-                    f"{likely[0].name!r}, which is installed but {likely[0].error}")
-        if plugin is not None:
-            msg = (f"unknown plugin {plugin!r} in {name!r}; plugins: "
-                   f"{', '.join(sorted(self._plugins)) or 'none'}")
-        else:
-            everything = {n for p in self._plugins.values() for n in self._names_of(p)}
-            close = difflib.get_close_matches(name.lower(), everything, n=5, cutoff=0.6)
-            msg = f"unknown model {name!r}."
-            msg += f" Did you mean: {', '.join(close)}?" if close else " See `zoo list`."
-            if off:
-                msg += (" Blocked plugins (their models are not available): "
-                        + "; ".join(f"{p.name} ({p.error})" for p in off) + ".")
-        failed = self.failed_plugins()
-        if failed:
-            msg += (f" Plugins that failed to load (their models are missing): "
-                    f"{', '.join(failed)}; see `zoo plugins`.")
-        return msg
+        return unknown_message(name, plugin, blocked, plugins=self._plugins,
+                               names_of=self._names_of, failed=self.failed_plugins())
 
     def _spec(self, plugin: _Plugin, name: str) -> BackboneSpec:
         key = (plugin.name, name)

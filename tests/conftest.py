@@ -14,7 +14,7 @@ from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub 
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The tally of tests/test_adversarial_*.py: every bad input tried, by outcome."""
+    """The tally of tests/*/test_adversarial_*.py: every bad input tried, by outcome."""
     from adversary import tally_line
 
     line = tally_line()

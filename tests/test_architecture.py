@@ -155,3 +155,22 @@ def test_each_part_says_what_it_owns_and_may_import(part: str) -> None:
     doc = ast.get_docstring(tree) or ""
     assert len(doc.split()) >= 20, f"zoo_core/{part}/__init__.py: a paragraph on what it owns"
     assert "import" in doc, f"zoo_core/{part}/__init__.py: say what it may import"
+
+
+def test_tests_mirror_the_parts_and_pytest_collects_them() -> None:
+    """tests/<part>/test_*.py; unique basenames (no __init__.py in tests); and no folder of
+    zoo_core/ or tests/ matches pytest's norecursedirs (its default skips ``build``)."""
+    import fnmatch
+    import re
+
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders <= set(LAYERS) | {"journeys", "plugins"}, sorted(folders)
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    setting = re.search(r"^norecursedirs = (\[.*?\])$", (ROOT / "pyproject.toml").read_text(),
+                        re.M)
+    assert setting, "pyproject.toml sets no norecursedirs: pytest's default skips build/"
+    skipped = [d for d in folders | set(LAYERS)
+               for pattern in ast.literal_eval(setting.group(1)) if fnmatch.fnmatch(d, pattern)]
+    assert not skipped, f"pytest would not collect {skipped}"

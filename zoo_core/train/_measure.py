@@ -155,7 +155,7 @@ def cv_probe(x: np.ndarray, y: np.ndarray, *, seed: int = 0, folds: int = PROBE_
     # The inputs are checked above (finite, 2-D, float64): sklearn's per-call validation
     # was about a fifth of zoo rank's time. Same fits and numbers as
     # make_pipeline(StandardScaler(), LogisticRegression(...)).fit/.score, bitwise
-    # (tests/test_rank_speed.py).
+    # (tests/rank/test_rank_speed.py).
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for tr, te in splitter.split(np.zeros(len(y)), y):
             if x.shape[1] == 0:

@@ -24,7 +24,7 @@ from zoo_core_plugins.zoonet import digits, glyphs
 SPECS = {s.name: s for s in zoonet.backbone_specs()}
 NAMES = ["zoonet_s", "zoonet_m"]
 TAGS = ["glyphs", "digits04"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _build(spec: BackboneSpec, num_classes: int) -> nn.Module:

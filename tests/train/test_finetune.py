@@ -32,7 +32,7 @@ from zoo_core.data._data import (
 from zoo_core.train import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, finetune
 from zoo_core_plugins.zoonet.digits import export_imagefolder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"progress": False, "verbose": False}
 
 

@@ -32,7 +32,7 @@ from zoo_core.weights._weights import (
     sha256_file,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Custom:

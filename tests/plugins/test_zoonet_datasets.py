@@ -16,7 +16,7 @@ from PIL import Image
 import zoo_core
 from zoo_core_plugins.zoonet import glyphs, textures
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- classes

@@ -7,7 +7,7 @@
     python benchmarks/bench_auto.py --replay out.json     # re-score a saved run's measurements
                                                           # with the current [auto] thresholds
 
-Tasks are embedded (``zoo_core._embedded``): scikit-learn digits, glyph classes held out of
+Tasks are embedded (``zoo_core.data._embedded``): scikit-learn digits, glyph classes held out of
 the zoonet pretraining, procedural textures, band-passed noise, and random labels; scarce
 (10 images per class) and plenty (100+). The suite is split once, by task, into a
 **tuning** part (the [auto] thresholds in registry.toml were chosen looking at it) and a
@@ -52,7 +52,7 @@ STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 
 
 def summarise(rows: list[dict]) -> dict:
-    from zoo_core._finetune.compare import score_auto
+    from zoo_core.train._compare import score_auto
 
     lost, wrong_refusals, hits = [], 0, 0
     auto_s = sum(r["auto_seconds"] for r in rows)
@@ -95,9 +95,9 @@ def print_rows(rows: list[dict], title: str) -> None:
 def replay(rows: list[dict]) -> list[dict]:
     """Re-decide from saved measurements with the current thresholds. A pilot that the
     saved run did not make is settled by the first candidate (marked in ``note``)."""
-    from zoo_core._decide import decide
-    from zoo_core._finetune.compare import score_auto
-    from zoo_core._registry import get_registry
+    from zoo_core.registry._registry import get_registry
+    from zoo_core.strategies._decide import decide
+    from zoo_core.train._compare import score_auto
 
     th = get_registry().catalog.auto
     out = []
@@ -142,7 +142,7 @@ def main() -> int:
 
     import torch
 
-    from zoo_core._finetune.compare import run_cell
+    from zoo_core.train._compare import run_cell
 
     torch.set_num_threads(args.threads)
     parts = {"tuning": TUNING, "heldout": HELDOUT}

@@ -101,7 +101,7 @@ def _imports(side: str) -> None:
     import torchvision  # noqa: F401
 
     if side == "ours":
-        import zoo_core._fastload  # noqa: F401
+        import zoo_core.build._fastload  # noqa: F401
 
 
 def _peak_rss_kib() -> int:
@@ -114,7 +114,7 @@ def _verify_costs(file: str) -> dict:
     """Milliseconds: cache hit (header + sidecar), memo hit, full rehash (see docstring)."""
     from pathlib import Path
 
-    from zoo_core import _digests, _weights_cache
+    from zoo_core.weights import _digests, _weights_cache
 
     with tempfile.TemporaryDirectory(prefix="bench_verify_") as tmp:
         os.environ["ZOO_CORE_CACHE"] = tmp

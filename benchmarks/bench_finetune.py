@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from zoo_core._finetune import finetune  # zoo_core.finetune once exported
+    from zoo_core.train import finetune  # zoo_core.finetune once exported
 
     if args.threads:
         torch.set_num_threads(args.threads)

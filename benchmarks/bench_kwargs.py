@@ -95,7 +95,7 @@ def _reference(case: Case, path: Path, classes: int) -> Callable[[], Any]:
         from timm.models import adapt_input_conv
 
         def by_hand() -> Any:
-            from zoo_core._registry import get_registry, resolve_builder
+            from zoo_core.registry._registry import get_registry, resolve_builder
 
             spec = get_registry().resolve(case.name).spec
             model = resolve_builder(spec)(num_classes=case.num_classes,

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite:
         return suite(args.suite)
 
-    from zoo_core._finetune import finetune
+    from zoo_core.train import finetune
 
     rows = []
     for pc in (int(p) for p in args.per_class.split(",")):
@@ -62,7 +62,7 @@ def suite(path: str) -> int:
 
     import torch
 
-    from zoo_core._finetune.compare import run_cell
+    from zoo_core.train._compare import run_cell
 
     torch.set_num_threads(1)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

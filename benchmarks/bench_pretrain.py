@@ -37,7 +37,7 @@ TASKS = ("digits10", "digits120", "glyphs10", "textures10", "textures100")
 
 
 def export(task: str, seed: int, root: Path) -> Path:
-    from zoo_core._data import embedded_dataset
+    from zoo_core.data._data import embedded_dataset
     from zoo_core_plugins.zoonet import glyphs, textures
 
     if task.startswith("digits"):

@@ -29,9 +29,9 @@ def main() -> int:
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    from zoo_core._data import embedded_dataset, scan_image_folder
-    from zoo_core._finetune import finetune
-    from zoo_core._finetune.probe import C_GRID
+    from zoo_core.data._data import embedded_dataset, scan_image_folder
+    from zoo_core.train import finetune
+    from zoo_core.train._probe import C_GRID
 
     torch.set_num_threads(1)
     rows, ok = [], True
@@ -48,8 +48,8 @@ def main() -> int:
             _, sgd = finetune("zoonet_s", root, probe_solver="sgd", **kw)
             t_sgd = time.perf_counter() - t
             # the very head inputs the run cached, recomputed once for sklearn
-            from zoo_core._data import ImageDataset, make_transforms
-            from zoo_core._finetune.features import _extract
+            from zoo_core.data._data import ImageDataset, make_transforms
+            from zoo_core.train._features import _extract
 
             _, tf = make_transforms(model)
             feats = []

@@ -57,7 +57,7 @@ EXTRA_TAGS = (("noise", "noise-bands"), ("junk", "random-labels"))
 
 
 def task_available(name: str) -> bool:
-    from zoo_core._embedded import TASKS as ALL
+    from zoo_core.data._embedded import TASKS as ALL
 
     if name not in ALL:
         return False
@@ -70,10 +70,10 @@ def task_available(name: str) -> bool:
 
 def make_extra_tags(folder: Path, epochs: int) -> Path:
     """Pretrain zoonet_s/m on other sources; return a registry.toml adding them as tags."""
-    from zoo_core._embedded import embedded_task
-    from zoo_core._finetune import finetune
-    from zoo_core._hub import save_pretrained
-    from zoo_core._weights import sha256_file
+    from zoo_core.data._embedded import embedded_task
+    from zoo_core.hub._hub import save_pretrained
+    from zoo_core.train import finetune
+    from zoo_core.weights._weights import sha256_file
 
     lines = []
     for arch in ("zoonet_s", "zoonet_m"):
@@ -105,9 +105,9 @@ def kendall(a: list[float], b: list[float]) -> float:
 
 
 def run_task(task: str, per_class: int, epochs: int, seed: int) -> dict:
-    from zoo_core._embedded import embedded_task
-    from zoo_core._finetune import finetune
-    from zoo_core._rank import rank_models
+    from zoo_core.data._embedded import embedded_task
+    from zoo_core.rank import rank_models
+    from zoo_core.train import finetune
 
     data = embedded_task(task, per_class, seed=seed)
     t0 = time.perf_counter()
@@ -158,8 +158,8 @@ def main() -> int:
 
     import torch
 
-    from zoo_core._finetune.defaults import DEFAULT_EPOCHS
-    from zoo_core._registry import reset_registry
+    from zoo_core.registry._registry import reset_registry
+    from zoo_core.train._defaults import DEFAULT_EPOCHS
 
     epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
 

@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from zoo_core._finetune import finetune
-    from zoo_core._finetune.args import default_threads
+    from zoo_core.train import finetune
+    from zoo_core.train._args import default_threads
 
     settings = [int(t) for t in args.threads.split(",")]
     best: dict[int, float] = {}

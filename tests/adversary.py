@@ -34,9 +34,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from zoo_core import _download
-from zoo_core._weights import cache_dir
 from zoo_core.errors import ZooError
+from zoo_core.weights import _download
+from zoo_core.weights._weights import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TALLY: Counter[str] = Counter()

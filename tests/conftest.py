@@ -14,7 +14,7 @@ from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub 
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The tally of tests/test_adversarial_*.py: every bad input tried, by outcome."""
+    """The tally of tests/*/test_adversarial_*.py: every bad input tried, by outcome."""
     from adversary import tally_line
 
     line = tally_line()
@@ -53,7 +53,7 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def fresh_registry(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Iterator[None]:
     """Every test starts with no default registry and no plugin switches set."""
-    from zoo_core import _registry
+    from zoo_core.registry import _registry
 
     for var in ("ZOO_CORE_STRICT_PLUGINS", "ZOO_CORE_PLUGINS", "ZOO_CORE_BLOCK_PLUGINS",
                 "ZOO_CORE_DISABLE_PLUGIN_AUTOLOAD", "ZOO_CORE_REGISTRY"):

@@ -333,7 +333,7 @@ def endpoint():
     BUGGY,
     "import safetensors\nsafetensors.torch.save_file\n",  # safetensors does not load .torch
     "import huggingface_hub as hh\nhh.errors.EntryNotFoundError\n",
-    "import zoo_core\nzoo_core._registry.HUB_PREFIX\n",  # our own lazy package
+    "import zoo_core\nzoo_core.registry._registry.HUB_PREFIX\n",  # our own lazy package
     # an import inside one function does not help another
     "import huggingface_hub\ndef a():\n    import huggingface_hub.constants\n"
     "def b():\n    return huggingface_hub.constants.ENDPOINT\n",

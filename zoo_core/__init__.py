@@ -41,24 +41,24 @@ __version__ = "0.1.0"
 
 # Public callables live in private modules that may import torch; load them on first use.
 _LAZY = {
-    "Registry": "zoo_core._registry",
-    "build_model": "zoo_core._builder",
-    "build_on_meta": "zoo_core._layout",
-    "check_plugin": "zoo_core._validate",
-    "hash_file": "zoo_core._validate",
-    "convert_checkpoint": "zoo_core._weights",
-    "decide_strategy": "zoo_core._strategies",
-    "finetune": "zoo_core._finetune",
-    "get_model_info": "zoo_core._registry",
-    "list_models": "zoo_core._registry",
-    "list_plugins": "zoo_core._registry",
-    "param_groups": "zoo_core._strategies",
-    "push_to_hub": "zoo_core._hub",
-    "rank_models": "zoo_core._rank",
-    "resolution_stages": "zoo_core._layout",
-    "save_pretrained": "zoo_core._hub",
-    "stage_table": "zoo_core._layout",
-    "stratified_split": "zoo_core._data",
+    "Registry": "zoo_core.registry._registry",
+    "build_model": "zoo_core.build._builder",
+    "build_on_meta": "zoo_core.layout._layout",
+    "check_plugin": "zoo_core.build._validate",
+    "hash_file": "zoo_core.build._validate",
+    "convert_checkpoint": "zoo_core.weights._weights",
+    "decide_strategy": "zoo_core.strategies._strategies",
+    "finetune": "zoo_core.train",
+    "get_model_info": "zoo_core.registry._registry",
+    "list_models": "zoo_core.registry._registry",
+    "list_plugins": "zoo_core.registry._registry",
+    "param_groups": "zoo_core.strategies._strategies",
+    "push_to_hub": "zoo_core.hub._hub",
+    "rank_models": "zoo_core.rank",
+    "resolution_stages": "zoo_core.layout._layout",
+    "save_pretrained": "zoo_core.hub._hub",
+    "stage_table": "zoo_core.layout._layout",
+    "stratified_split": "zoo_core.data._data",
 }
 
 __all__ = [
@@ -117,13 +117,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zoo_core._builder import build_model
-    from zoo_core._data import stratified_split
-    from zoo_core._finetune import finetune
-    from zoo_core._hub import push_to_hub, save_pretrained
-    from zoo_core._layout import build_on_meta, resolution_stages, stage_table
-    from zoo_core._rank import rank_models
-    from zoo_core._registry import Registry, get_model_info, list_models, list_plugins
-    from zoo_core._strategies import decide_strategy, param_groups
-    from zoo_core._validate import check_plugin, hash_file
-    from zoo_core._weights import convert_checkpoint
+    from zoo_core.build._builder import build_model
+    from zoo_core.build._validate import check_plugin, hash_file
+    from zoo_core.data._data import stratified_split
+    from zoo_core.hub._hub import push_to_hub, save_pretrained
+    from zoo_core.layout._layout import build_on_meta, resolution_stages, stage_table
+    from zoo_core.rank import rank_models
+    from zoo_core.registry._registry import Registry, get_model_info, list_models, list_plugins
+    from zoo_core.strategies._strategies import decide_strategy, param_groups
+    from zoo_core.train import finetune
+    from zoo_core.weights._weights import convert_checkpoint

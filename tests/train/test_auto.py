@@ -1,0 +1,231 @@
+"""auto: the decision table on its own, the measurements behind it, and end to end.
+
+The decision is a pure function of the measured figures (zoo_core.strategies._decide),
+tested cell by cell; the measurements are tested for what they promise (cross-validated, random-init
+features with recalibrated BatchNorm, clear errors on data too small or degenerate to
+measure); finetune(strategy="auto") is tested end to end on tiny data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zoo_core import InvalidArgumentError, TransferNotRecommendedError
+from zoo_core.data._data import scan_image_folder
+from zoo_core.data._embedded import TASKS, embedded_task
+from zoo_core.registry._catalog import AutoThresholds
+from zoo_core.strategies._decide import decide
+from zoo_core.train import finetune, measure_transfer
+from zoo_core.train._compare import score_auto
+from zoo_core.train._measure import cv_probe, logme, recalibrate_batchnorm
+from zoo_core_plugins.zoonet.digits import export_imagefolder
+
+QUIET = {"progress": False, "verbose": False}
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ----------------------------------------------------------------------------- decide
+
+
+@pytest.mark.parametrize(
+    ("per_class", "pre", "rand", "strategy", "cell"),
+    [
+        (10, 0.99, 0.50, "linear_probe", "scarce + similar"),
+        (10, 1.00, 0.69, "finetune", "scarce + similar"),  # frozen_gain: the demo cell
+        (10, 0.90, 0.60, "finetune", "scarce + similar"),
+        (200, 0.90, 0.60, "finetune", "plenty + similar"),
+        (200, 0.60, 0.70, "scratch", "plenty + dissimilar"),
+        (10, 0.60, 0.70, "finetune", "scarce + dissimilar"),  # never refused on similarity
+        (10, 0.22, 0.21, "refuse", "scarce + dissimilar"),  # nothing to learn
+        (200, 0.22, 0.21, "scratch", "plenty + dissimilar"),  # plenty: let the net try
+    ],
+)
+def test_decide_cells(per_class, pre, rand, strategy, cell):
+    d = decide(per_class=per_class, chance=0.2, probe_pretrained=pre, probe_random=rand,
+               spread=0.03)
+    assert (d.strategy, d.cell) == (strategy, cell)
+    assert d.departs == (strategy != d.table_choice)
+    assert f"{pre:.3f}" in d.reason and f"{rand:.3f}" in d.reason
+
+
+def test_decide_refuses_only_when_both_probes_are_near_chance():
+    # the spread widens "near chance": a noisy 0.35 is not evidence with spread 0.1
+    assert decide(per_class=10, chance=0.2, probe_pretrained=0.35, probe_random=0.3,
+                  spread=0.1).strategy == "refuse"
+    assert decide(per_class=10, chance=0.2, probe_pretrained=0.35, probe_random=0.3,
+                  spread=0.02).strategy == "finetune"
+    assert decide(per_class=10, chance=0.2, probe_pretrained=0.21, probe_random=0.5,
+                  spread=0.02).strategy == "finetune"
+
+
+def test_decide_without_pretrained_weights_is_scratch():
+    d = decide(per_class=10, chance=0.2, probe_pretrained=None, probe_random=0.9)
+    assert d.strategy == "scratch" and "no pretrained weights" in d.reason
+
+
+def test_decide_reads_thresholds():
+    t = AutoThresholds(frozen_enough=0.8, frozen_gain=0.3)
+    assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
+                  thresholds=t).strategy == "linear_probe"
+    t = AutoThresholds(plenty_per_class=5)
+    assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
+                  thresholds=t).cell == "plenty + similar"
+
+
+def test_registry_auto_keys_are_validated(tmp_path, monkeypatch):
+    from zoo_core import ConfigError
+    from zoo_core.registry._registry import get_registry, reset_registry
+
+    user = tmp_path / "r.toml"
+    user.write_text("[auto]\nsimilar_gain = 0.2\npilot_min_per_class = 30\n")
+    monkeypatch.setenv("ZOO_CORE_REGISTRY", str(user))
+    reset_registry()
+    auto = get_registry().catalog.auto
+    assert (auto.similar_gain, auto.pilot_min_per_class) == (0.2, 30)
+    user.write_text("[auto]\nfrozen_enough = 3\n")
+    reset_registry()
+    with pytest.raises(ConfigError, match="auto.frozen_enough"):
+        get_registry()
+
+
+def test_score_auto():
+    accs = {"linear_probe": 0.5, "finetune": 0.9}
+    assert score_auto("finetune", accs, 0.2) and not score_auto("linear_probe", accs, 0.2)
+    assert score_auto("refused", {"a": 0.25}, 0.2)
+    assert not score_auto("refused", accs, 0.2)
+
+
+# ----------------------------------------------------------------------------- measure
+
+
+def test_cv_probe_and_logme_tell_signal_from_noise():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 12)
+    signal = rng.normal(size=(48, 16)) + np.eye(4)[y] @ rng.normal(size=(4, 16)) * 3
+    noise = rng.normal(size=(48, 16))
+    good, bad = cv_probe(signal, y), cv_probe(noise, y)
+    assert good.mean > 0.9 > 0.5 > bad.mean and good.folds == 5 and good.repeats == 3
+    assert logme(signal, y) > logme(noise, y)
+    # NaN rows and constant columns do not crash the probe
+    signal[0, :] = np.nan
+    signal[:, 3] = 7.0
+    assert cv_probe(signal, y).mean > 0.8
+    const = cv_probe(np.ones((48, 5)), y)
+    assert const.mean == pytest.approx(0.25, abs=0.1)
+
+
+def test_cv_probe_needs_two_images_per_class():
+    with pytest.raises(InvalidArgumentError, match="smallest class has 1"):
+        cv_probe(np.zeros((3, 2)), np.array([0, 1, 1]))
+
+
+def test_recalibrated_batchnorm_holds_the_data_statistics(digits):
+    import zoo_core
+    from zoo_core.data._data import ImageDataset, make_transforms
+
+    model = zoo_core.build_model("zoonet_s", 5, "scratch")
+    bn = model.stem[1]
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+    folder = scan_image_folder(digits, warn=False)
+    ds = ImageDataset(folder.train, make_transforms(model)[1])
+    was = model.training
+    seen = []
+    hook = model.stem[0].register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    recalibrate_batchnorm(model, ds, range(len(ds)), batch_size=len(ds), device="cpu")
+    hook.remove()
+    want = seen[0].mean(dim=(0, 2, 3))
+    assert torch.allclose(bn.running_mean, want, atol=1e-5)
+    assert bn.momentum == 0.1 and model.training is was  # restored
+
+
+def test_measure_transfer_figures(digits):
+    folder = scan_image_folder(digits, warn=False)
+    m = measure_transfer("zoonet_s", folder, with_logme=True)
+    assert m.num_classes == 5 and m.per_class == 6 and m.chance == pytest.approx(0.2)
+    assert 0 <= m.pretrained.mean <= 1 and 0 <= m.random.mean <= 1
+    assert len(m.random_each) == 2 and m.logme_pretrained is not None
+    assert m.gain == pytest.approx(m.pretrained.mean - m.random.mean)
+
+
+def test_measure_refuses_one_image_per_class_with_counts(tmp_path):
+    src = export_imagefolder(tmp_path / "one", classes=(5, 6), per_class=1)
+    folder = scan_image_folder(src, warn=False)
+    with pytest.raises(InvalidArgumentError, match=r"at least 2 training images.*5: 1"):
+        measure_transfer("zoonet_s", folder)
+    # an explicit strategy still trains
+    _, res = finetune("zoonet_s", src, strategy="linear_probe", epochs=1, **QUIET)
+    assert res.strategy == "linear_probe"
+
+
+def test_constant_images_are_measured_not_crashed(tmp_path):
+    for c in ("a", "b"):
+        for i in range(6):
+            p = tmp_path / "const" / c / f"{i}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (32, 32), (90, 90, 90)).save(p)
+    folder = scan_image_folder(tmp_path / "const", warn=False)
+    m = measure_transfer("zoonet_s", folder)
+    assert any("constant" in p for p in m.problems)
+    with pytest.raises(TransferNotRecommendedError, match="constant"):
+        finetune("zoonet_s", tmp_path / "const", strategy="auto", epochs=1, **QUIET)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_auto_end_to_end_prints_cell_figures_and_choice(digits, capsys):
+    _, res = finetune("zoonet_s", digits, strategy="auto", epochs=1, progress=False)
+    assert res.requested_strategy == "auto" and res.strategy != "refuse"
+    fig = res.figures
+    assert fig["decision"]["cell"].startswith("scarce + ")
+    assert fig["strategy"] == res.strategy and fig["num_train"] == 30
+    out = capsys.readouterr().out
+    assert "table cell  scarce + " in out and f"decision    {res.strategy}" in out
+    assert "random-init features" in out
+
+
+def test_auto_refuses_random_labels_and_force_overrides(tmp_path):
+    root = embedded_task("random-labels", 6, cache=tmp_path, val_per_class=4)
+    with pytest.raises(TransferNotRecommendedError, match="nothing to learn") as info:
+        finetune("zoonet_s", root, strategy="auto", epochs=1, **QUIET)
+    assert info.value.figures["decision"]["strategy"] == "refuse"
+    _, res = finetune("zoonet_s", root, strategy="auto", force=True, epochs=1, **QUIET)
+    assert res.strategy == "finetune" and res.forced and "forced" in res.reason
+
+
+def test_auto_without_pretrained_weights_is_scratch(digits):
+    _, res = finetune("zoonet_s", digits, strategy="auto", weights=None, epochs=1, **QUIET)
+    assert res.strategy == "scratch" and "no pretrained weights" in res.reason
+
+
+def test_refused_run_leaves_no_run_folder(tmp_path):
+    root = embedded_task("random-labels", 6, cache=tmp_path / "c", val_per_class=4)
+    with pytest.raises(TransferNotRecommendedError):
+        finetune("zoonet_s", root, strategy="auto", epochs=1, out=tmp_path / "run", **QUIET)
+    assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@pytest.mark.parametrize("task", ["digits5-9", "noise-bands", "random-labels"])
+def test_embedded_tasks_are_deterministic_and_idempotent(tmp_path, task):
+    a = embedded_task(task, 3, cache=tmp_path / "a", val_per_class=2)
+    b = embedded_task(task, 3, cache=tmp_path / "b", val_per_class=2)
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*.png"))
+    assert len(files_a) == 5 * (3 + 2)
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files_a)
+    mtime = (a / files_a[0]).stat().st_mtime_ns
+    assert embedded_task(task, 3, cache=tmp_path / "a", val_per_class=2) == a
+    assert (a / files_a[0]).stat().st_mtime_ns == mtime
+
+
+def test_unknown_task_suggests():
+    with pytest.raises(InvalidArgumentError, match="did you mean digits5-9"):
+        embedded_task("digits5-8")
+    assert "textures" in TASKS

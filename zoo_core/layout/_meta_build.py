@@ -1,0 +1,448 @@
+"""Construction with parameters on the ``meta`` device, recording their init ops.
+
+Step 1 of :mod:`zoo_core.build._fastload`'s fast path (see its docstring): ``construct()`` runs
+with ``nn.Module.register_parameter`` patched so that every parameter moves to ``meta`` as
+soon as it is registered, while a :class:`torch.overrides.TorchFunctionMode` (plus thin
+wrappers around the public ``torch.nn.init`` functions) skips the data-only
+initialisation ops on those parameters and records them, so that a new head can be
+initialised the way the architecture initialises it. Also the door to a meta-device build
+for plugins' stage layouts (:mod:`zoo_core.layout._layout`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import types
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+logger = logging.getLogger(__name__)
+
+class _FastPathUnsupported(Exception):
+    """Internal: the fast path cannot build this model faithfully; use the normal path."""
+
+
+# ----------------------------------------------------------------------------------------
+# Recording construction with meta parameters
+# ----------------------------------------------------------------------------------------
+
+# Public ``torch.nn.init`` functions that fill a tensor in place. The ones that are not
+# torch-function overridable (trunc_normal_, xavier_*, kaiming_normal_, zeros_, ...) and
+# those that return early on meta tensors never show their ops to a TorchFunctionMode, so
+# they are wrapped (module attribute) for the duration of a fast build.
+_NN_INIT_FUNCS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+)
+_ORIG_NN_INIT = {name: getattr(nn.init, name) for name in _NN_INIT_FUNCS}
+_ORIG_REGISTER_PARAMETER = nn.Module.register_parameter
+
+# In-place ops that only touch metadata: run them on the meta parameter (requires_grad_
+# must stick, it is part of what the architecture sets).
+_METADATA_INPLACE_OK = frozenset({"requires_grad_", "retain_grad", "detach_", "share_memory_"})
+# In-place ops that change a parameter's shape/storage: the recorded init can no longer be
+# trusted for that parameter.
+_METADATA_INPLACE_TAINT = frozenset(
+    {
+        "set_",
+        "resize_",
+        "resize_as_",
+        "as_strided_",
+        "squeeze_",
+        "unsqueeze_",
+        "transpose_",
+        "t_",
+        "swapdims_",
+        "swapaxes_",
+        "rename_",
+        "_coalesced_",
+    }
+)
+_INPLACE_DUNDERS = frozenset(
+    {
+        "__setitem__",
+        "__iadd__",
+        "__isub__",
+        "__imul__",
+        "__itruediv__",
+        "__ifloordiv__",
+        "__imod__",
+        "__ipow__",
+        "__iand__",
+        "__ior__",
+        "__ixor__",
+        "__ilshift__",
+        "__irshift__",
+        "__imatmul__",
+    }
+)
+# Recorded ops after which every element has a value that does not depend on the previous
+# content: a parameter whose first recorded op is one of these needs no initial value.
+_FULL_OVERWRITE = frozenset(
+    {
+        "uniform_",
+        "normal_",
+        "fill_",
+        "zero_",
+        "copy_",
+        "random_",
+        "bernoulli_",
+        "exponential_",
+        "geometric_",
+        "log_normal_",
+        "cauchy_",
+        "_assign_value",
+        *_NN_INIT_FUNCS,
+    }
+)
+_EMPTY_FACTORIES = frozenset({"empty", "empty_like", "new_empty", "empty_strided"})
+_ALIAS_OPS = frozenset({"detach"})
+
+
+def _assign_value(target: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Replayable stand-in for ``param.data = value`` and for a param's initial value."""
+    return target.copy_(value)
+
+
+def _is_inplace(name: str) -> bool:
+    if name in _INPLACE_DUNDERS:
+        return True
+    return name.endswith("_") and not name.endswith("__")
+
+
+def _iter_tensors(obj: Any, depth: int = 0) -> Iterable[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 2 and isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _iter_tensors(item, depth + 1)
+    elif depth < 2 and isinstance(obj, Mapping):
+        for item in obj.values():
+            yield from _iter_tensors(item, depth + 1)
+
+
+class _Recorder:
+    """Per-build bookkeeping: meta roots, aliases, recorded init ops, taints."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.roots: dict[int, nn.Parameter] = {}  # id(meta param) -> meta param
+        self.alias: dict[int, int] = {}  # id(alias tensor) -> id(root)
+        self.derived: dict[int, set[int]] = {}  # id(view/derived meta tensor) -> root ids
+        self.keep: list[torch.Tensor] = []  # keeps aliases/derived alive so ids stay unique
+        self.ops: dict[int, list[tuple[Callable[..., Any], tuple, dict]]] = {}
+        self.initial: dict[int, torch.Tensor] = {}  # id(root) -> real value it was created with
+        self.tainted: dict[int, str] = {}  # id(root) -> why its init cannot be replayed
+        self.empty_ptrs: set[int] = set()  # data_ptrs handed out by torch.empty & co.
+        self.converted: dict[int, tuple[weakref.ref, nn.Parameter]] = {}
+
+    # -- lookups -------------------------------------------------------------------------
+    def root_id(self, t: Any) -> int | None:
+        if not isinstance(t, torch.Tensor):
+            return None
+        i = id(t)
+        if i in self.roots:
+            return i
+        return self.alias.get(i)
+
+    def derived_roots(self, t: Any) -> set[int]:
+        if not isinstance(t, torch.Tensor):
+            return set()
+        return self.derived.get(id(t), set())
+
+    def taint(self, root: int, why: str) -> None:
+        self.tainted.setdefault(root, why)
+
+    def record(self, root: int, func: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        self.ops[root].append((func, tuple(args), dict(kwargs)))
+
+    # -- registration --------------------------------------------------------------------
+    def to_meta(self, p: nn.Parameter) -> nn.Parameter:
+        if p.device.type == "meta":
+            if id(p) not in self.roots:  # created on meta by the architecture itself
+                self._add_root(p, None)
+            return p
+        prior = self.converted.get(id(p))
+        if prior is not None and prior[0]() is p:  # same real Parameter registered twice
+            return prior[1]
+        if type(p) is not nn.Parameter:
+            raise _FastPathUnsupported(
+                f"parameter of type {type(p).__qualname__} (only plain nn.Parameter is supported)"
+            )
+        initial = None
+        if p.numel() and p.data_ptr() not in self.empty_ptrs:
+            initial = p.detach()  # created from real values (zeros, ones, randn*std, ...)
+        meta = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        meta.__dict__.update(p.__dict__)
+        self._add_root(meta, initial)
+        self.converted[id(p)] = (weakref.ref(p), meta)
+        return meta
+
+    def _add_root(self, meta: nn.Parameter, initial: torch.Tensor | None) -> None:
+        i = id(meta)
+        self.roots[i] = meta
+        self.ops[i] = []
+        if initial is not None:
+            self.initial[i] = initial
+
+    # -- interception --------------------------------------------------------------------
+    def intercept_init(self, orig: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """A public nn.init function was called: record it if it targets a meta param."""
+        t = args[0] if args else kwargs.get("tensor")
+        root = self.root_id(t)
+        if root is not None:
+            self.record(root, orig, args, kwargs)
+            return t
+        droots = self.derived_roots(t)
+        if droots:
+            for r in droots:
+                self.taint(r, f"nn.init.{orig.__name__} on a view of it")
+            return t
+        return orig(*args, **kwargs)
+
+    def dispatch(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        name = getattr(func, "__name__", "")
+        owner = getattr(func, "__self__", None)
+
+        if isinstance(owner, types.GetSetDescriptorType):  # property access on a tensor
+            attr = owner.__name__
+            root = self.root_id(args[0]) if args else None
+            if root is not None:
+                if attr == "data" and name == "__get__":
+                    out = func(*args, **kwargs)
+                    self._add_alias(out, root)
+                    return out
+                if attr == "data" and name == "__set__":
+                    target, value = args[0], args[1]
+                    if (
+                        isinstance(value, torch.Tensor)
+                        and value.device.type != "meta"
+                        and value.shape == target.shape
+                        and value.dtype == target.dtype
+                    ):
+                        self.record(root, _assign_value, (target, value), {})
+                        return None
+                    self.taint(root, "its .data was replaced during construction")
+                    return func(*args, **kwargs)
+                if attr == "is_meta":
+                    # Some initialisers return early on meta tensors (torch.nn.init functions
+                    # imported by name, bypassing our wrappers): their effect is unknown.
+                    self.taint(root, "construction code checked .is_meta on it")
+            return func(*args, **kwargs)
+
+        if name in _EMPTY_FACTORIES:
+            out = func(*args, **kwargs)
+            if isinstance(out, torch.Tensor) and out.device.type == "cpu" and out.numel():
+                self.empty_ptrs.add(out.data_ptr())
+            return out
+
+        if "out" in kwargs:  # torch.add(a, b, out=param) & co. write into their out=
+            for t in _iter_tensors(kwargs["out"]):
+                r = self.root_id(t)
+                for rr in ([r] if r is not None else []) + list(self.derived_roots(t)):
+                    self.taint(rr, f"written by {name}(out=...)")
+
+        if _is_inplace(name):
+            t = args[0] if args else kwargs.get("tensor", kwargs.get("input"))
+            root = self.root_id(t)
+            if root is not None:
+                if name in _METADATA_INPLACE_OK:
+                    return func(*args, **kwargs)
+                if name in _METADATA_INPLACE_TAINT:
+                    self.taint(root, f"in-place {name} during construction")
+                    return func(*args, **kwargs)
+                self.record(root, func, args, kwargs)  # data-only op: skip it, remember it
+                return None if name == "__setitem__" else t
+            droots = self.derived_roots(t)
+            if droots:
+                for r in droots:
+                    self.taint(r, f"in-place {name} on a view of it")
+                return None if name == "__setitem__" else t
+            if isinstance(t, (list, tuple)):  # _foreach_* style in-place ops
+                hit = False
+                for item in _iter_tensors(t):
+                    r = self.root_id(item)
+                    for rr in ([r] if r is not None else []) + list(self.derived_roots(item)):
+                        self.taint(rr, f"in-place {name} on a list holding it")
+                        hit = True
+                if hit:
+                    return func(*args, **kwargs)
+            return func(*args, **kwargs)
+
+        out = func(*args, **kwargs)
+        if self.empty_ptrs and name not in _ALIAS_OPS:
+            # A fresh allocation at an address torch.empty handed out earlier means that
+            # empty tensor was freed: the address no longer marks uninitialised memory.
+            for o in _iter_tensors(out):
+                if o.device.type == "cpu" and o._base is None and o.numel():
+                    self.empty_ptrs.discard(o.data_ptr())
+        # Track tensors derived from meta params (views, detach) so that in-place writes
+        # through them are not silently lost.
+        roots: set[int] = set()
+        for t in _iter_tensors(args):
+            r = self.root_id(t)
+            if r is not None:
+                roots.add(r)
+            roots |= self.derived_roots(t)
+        for t in _iter_tensors(kwargs):
+            r = self.root_id(t)
+            if r is not None:
+                roots.add(r)
+            roots |= self.derived_roots(t)
+        if roots:
+            if name in _ALIAS_OPS and len(roots) == 1 and isinstance(out, torch.Tensor):
+                self._add_alias(out, next(iter(roots)))
+            else:
+                for o in _iter_tensors(out):
+                    if o.device.type == "meta" and id(o) not in self.roots:
+                        self.derived.setdefault(id(o), set()).update(roots)
+                        self.keep.append(o)
+        return out
+
+    def _add_alias(self, out: Any, root: int) -> None:
+        if isinstance(out, torch.Tensor) and id(out) not in self.roots:
+            self.alias[id(out)] = root
+            self.keep.append(out)
+
+    # -- replay ----------------------------------------------------------------------------
+    def materialize(self, meta: nn.Parameter) -> torch.Tensor:
+        """A real CPU tensor initialised by replaying what construction did to ``meta``."""
+        root = id(meta)
+        if root not in self.roots:
+            raise _FastPathUnsupported("a meta parameter was not registered during construction")
+        if root in self.tainted:
+            raise _FastPathUnsupported(self.tainted[root])
+        ops = self.ops[root]
+        initial = self.initial.get(root)
+        if initial is None:
+            if not ops:
+                raise _FastPathUnsupported("no initialisation was recorded for it")
+            first = getattr(ops[0][0], "__name__", "")
+            if first not in _FULL_OVERWRITE:
+                raise _FastPathUnsupported(f"its first recorded init op {first!r} reads its data")
+        real = torch.empty_strided(meta.shape, meta.stride(), dtype=meta.dtype, device="cpu")
+        alias_ids = {i for i, r in self.alias.items() if r == root} | {root}
+
+        def sub(obj: Any) -> Any:
+            if isinstance(obj, torch.Tensor):
+                if id(obj) in alias_ids:
+                    if obj.shape != real.shape or obj.dtype != real.dtype:
+                        raise _FastPathUnsupported("an alias of it changed shape or dtype")
+                    return real
+                if obj.device.type == "meta":
+                    raise _FastPathUnsupported("a recorded init op reads another meta tensor")
+                return obj
+            if isinstance(obj, tuple):
+                return tuple(sub(x) for x in obj)
+            if isinstance(obj, list):
+                return [sub(x) for x in obj]
+            if isinstance(obj, dict):
+                return {k: sub(v) for k, v in obj.items()}
+            return obj
+
+        with torch.no_grad():
+            if initial is not None:
+                _assign_value(real, initial)
+            for func, args, kwargs in ops:
+                func(*sub(args), **sub(kwargs))
+        return real
+
+
+_ACTIVE: _Recorder | None = None
+_BUILD_LOCK = threading.RLock()
+_PREV_REGISTER_PARAMETER: Callable[..., None] = _ORIG_REGISTER_PARAMETER
+
+
+def _active_recorder() -> _Recorder | None:
+    rec = _ACTIVE
+    if rec is not None and rec.owner == threading.get_ident():
+        return rec
+    return None
+
+
+def _patched_register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+    _PREV_REGISTER_PARAMETER(module, name, param)
+    rec = _active_recorder()  # other threads building meanwhile are left alone
+    if rec is None or param is None:
+        return
+    module._parameters[name] = rec.to_meta(module._parameters[name])
+
+
+def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``inner`` is what nn.init.<name> was before patching; ``orig`` is torch's own."""
+
+    @functools.wraps(inner)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        rec = _active_recorder()
+        t = args[0] if args else kwargs.get("tensor")
+        if rec is None or (rec.root_id(t) is None and not rec.derived_roots(t)):
+            return inner(*args, **kwargs)
+        return rec.intercept_init(orig, args, kwargs)
+
+    return wrapper
+
+
+_ORIG_INIT_BY_ID = {id(f): f for f in _ORIG_NN_INIT.values()}
+
+
+class _RecordingMode(TorchFunctionMode):
+    def __init__(self, rec: _Recorder) -> None:
+        super().__init__()
+        self.rec = rec
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if id(func) in _ORIG_INIT_BY_ID:  # overridable nn.init fn bound by name elsewhere
+            return self.rec.intercept_init(func, args, kwargs)
+        return self.rec.dispatch(func, args, kwargs)
+
+
+def _construct_on_meta(construct: Callable[[], nn.Module]) -> tuple[nn.Module, _Recorder]:
+    """Run ``construct()`` with meta parameters, real buffers and recorded init ops.
+
+    ``nn.Module.register_parameter`` and the public ``nn.init`` functions are patched
+    process-wide for the duration (under a lock, restored in ``finally``); the patches act
+    only in the building thread, other threads see the previous behaviour.
+    """
+    global _ACTIVE, _PREV_REGISTER_PARAMETER
+    rec = _Recorder()
+    with _BUILD_LOCK:
+        if _ACTIVE is not None:
+            raise _FastPathUnsupported("nested fast build")
+        prev_register = nn.Module.register_parameter
+        prev_init = {name: getattr(nn.init, name) for name in _NN_INIT_FUNCS}
+        _ACTIVE = rec
+        _PREV_REGISTER_PARAMETER = prev_register
+        try:
+            nn.Module.register_parameter = _patched_register_parameter  # type: ignore[method-assign]
+            for name, inner in prev_init.items():
+                setattr(nn.init, name, _make_init_wrapper(inner, _ORIG_NN_INIT[name]))
+            with _RecordingMode(rec):
+                model = construct()
+        finally:
+            nn.Module.register_parameter = prev_register  # type: ignore[method-assign]
+            for name, inner in prev_init.items():
+                setattr(nn.init, name, inner)
+            _ACTIVE = None
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"construct() returned {type(model).__name__}, not an nn.Module")
+    return model, rec

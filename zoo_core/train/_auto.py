@@ -1,0 +1,169 @@
+"""``auto``: measure the data and the pretrained features, decide, explain.
+
+1. :func:`~zoo_core.train._measure.measure_transfer` scores a cross-validated probe on
+   pretrained and on random-init features of a class-balanced training sample;
+2. :func:`zoo_core.strategies._decide.decide` places the data in a cell of the transfer-learning
+   table and picks a strategy, saying where it departs from the cell's literal advice;
+3. where the decision leaves two candidates close and there is data enough to hold some
+   out (``[auto] pilot_min_per_class``), a short **pilot** trains both on a stratified
+   80/20 split of the training images for ``[auto] pilot_fraction`` of the epochs and
+   keeps the better one (ties keep the decision's first choice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from zoo_core.errors import StrategyError, TransferNotRecommendedError
+from zoo_core.train._measure import Measurements, measure_transfer
+from zoo_core.train._utils import _Printer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo_core.data._data import FolderData
+
+# pilot(strategy, folder, epochs) -> holdout accuracy; supplied by the pipeline
+PilotFn = Callable[[str, "FolderData", int], float]
+
+
+def _has_pretrained(model_name: str, weights: Any) -> bool:
+    from zoo_core.build._builder import _weights_spec
+    from zoo_core.registry._registry import get_registry
+    from zoo_core.saved._sources import is_saved_model_name
+    from zoo_core.strategies._strategies import Strategy
+
+    if weights is None:
+        return False
+    if is_saved_model_name(model_name):  # a Hub repo or a saved folder: its own weights
+        return True
+    spec = get_registry().resolve(model_name).spec
+    try:
+        return _weights_spec(spec, weights, Strategy("finetune")) is not None
+    except StrategyError:
+        return False
+
+
+def fmt_measurements(m: Measurements) -> str:
+    """The measured figures, in the words the decision uses."""
+    def score(s: Any) -> str:
+        return "n/a" if s is None else f"{s.mean:.3f} +- {s.std:.3f}"
+
+    lines = [f"measured    {m.num_train} training images, {m.num_classes} classes, "
+             f"{m.per_class:.1f} per class (smallest {m.min_per_class}); chance "
+             f"{m.chance:.3f}"]
+    folds = f"{m.random.folds}-fold x {m.random.repeats}"
+    if m.pretrained is None:
+        lines.append("probe       no pretrained weights: only random-init features measured "
+                     f"({score(m.random)})")
+    else:
+        lines.append(f"probe       logistic regression, {folds}, on {m.images} sampled "
+                     f"images: pretrained features {score(m.pretrained)}, random-init "
+                     f"features {score(m.random)} (BatchNorm recalibrated), "
+                     f"{m.seconds:.1f} s")
+    lines += [f"warning     {p}" for p in m.problems]
+    return "\n".join(lines)
+
+
+def _pilot_split(folder: FolderData, seed: int) -> FolderData:
+    from zoo_core.data._data import stratified_split
+
+    labels = [lab for _, lab in folder.train]
+    tr, ho = stratified_split(labels, 0.2, seed)
+    train = tuple(folder.train[i] for i in tr)
+    hold = tuple(folder.train[i] for i in ho)
+    return dataclasses.replace(folder, train=train, val=hold,
+                               split="pilot: 80/20 stratified split of the training images")
+
+
+def _run_pilot(candidates: tuple[str, ...], folder: FolderData, *, epochs: int, seed: int,
+               pilot: PilotFn, say: _Printer) -> tuple[str, dict[str, Any]]:
+    pilot_data = _pilot_split(folder, seed)
+    started = time.perf_counter()
+    accs = {}
+    for s in candidates:
+        accs[s] = pilot(s, pilot_data, epochs)
+        say(f"pilot       {s}: {accs[s]:.3f} on {len(pilot_data.val)} held-out training "
+            f"images after {epochs} epoch(s)")
+    first = candidates[0]
+    best = max(candidates, key=lambda s: (accs[s] - (0.01 if s != first else 0.0)))
+    info = {"candidates": list(candidates), "accuracy": accs, "epochs": epochs,
+            "holdout": len(pilot_data.val), "seconds": round(time.perf_counter() - started, 3)}
+    return best, info
+
+
+def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, force: bool,
+            device: Any, num_workers: int, say: _Printer, input_size: Any = None,
+            epochs: int = 30, pilot: PilotFn | None = None,
+            progress: bool = False) -> tuple[str, str, bool, dict[str, Any]]:
+    """``auto``: measure, decide, explain. Returns (strategy, reason, forced, figures).
+
+    Raises :class:`~zoo_core.TransferNotRecommendedError` (with ``.figures``) when the data
+    gives nothing to learn from, unless ``force``.
+    """
+    from tqdm import tqdm
+
+    from zoo_core.registry._registry import get_registry
+    from zoo_core.strategies._decide import decide
+    from zoo_core.train._measure import RANDOM_INITS
+
+    thresholds = get_registry().catalog.auto
+    pretrained = _has_pretrained(model_name, weights)
+    bar = tqdm(total=RANDOM_INITS + int(pretrained), desc="auto: measuring features",
+               unit="pass", leave=False, file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()))  # no \r lines in CI logs
+    try:
+        m = measure_transfer(model_name, folder, weights=weights, pretrained=pretrained,
+                             seed=seed, device=device, num_workers=num_workers,
+                             input_size=input_size,
+                             progress=lambda step: (bar.set_postfix_str(step), bar.update()))
+    finally:
+        bar.close()
+    say(fmt_measurements(m))
+    spread = max(m.random.std, m.pretrained.std if m.pretrained is not None else 0.0)
+    d = decide(per_class=m.per_class, chance=m.chance,
+               probe_pretrained=None if m.pretrained is None else m.pretrained.mean,
+               probe_random=m.random.mean, spread=spread, thresholds=thresholds)
+    figures: dict[str, Any] = {**m.as_dict(), "decision": d.as_dict(),
+                               "thresholds": dataclasses.asdict(thresholds)}
+    say(f"table cell  {d.cell}: the table says {d.table_choice}")
+    if d.strategy == "refuse":
+        if not force:
+            err = TransferNotRecommendedError(
+                f"{d.reason}\nmeasured:\n{fmt_measurements(m)}")
+            err.figures = figures  # type: ignore[attr-defined]
+            raise err
+        reason = f"forced (--force): auto said {d.reason}; fine-tuning everything anyway"
+        say("decision    finetune (forced; auto said: transfer learning not recommended)")
+        return "finetune", reason, True, figures
+    strategy, reason = d.strategy, d.reason
+    if d.pilot and pilot is not None and m.min_per_class >= thresholds.pilot_min_per_class:
+        pilot_epochs = max(1, round(epochs * thresholds.pilot_fraction))
+        strategy, info = _run_pilot(d.pilot, folder, epochs=pilot_epochs, seed=seed,
+                                    pilot=pilot, say=say)
+        figures["pilot"] = info
+        accs = ", ".join(f"{k} {v:.3f}" for k, v in info["accuracy"].items())
+        reason = f"{reason}; pilot ({pilot_epochs} epochs on an 80/20 split): {accs}"
+    elif d.pilot:
+        figures["pilot"] = {"skipped": f"fewer than {thresholds.pilot_min_per_class} "
+                                       "images per class to hold out" if pilot else
+                                       "no pilot runner"}
+    departs = strategy != d.table_choice
+    figures["strategy"] = strategy
+    figures["departs_from_table"] = departs
+    note = (f" -- departs from the table's {d.table_choice}" if departs else
+            " -- as the table says")
+    say(f"decision    {strategy}{note}: {reason}")
+    return strategy, reason, False, figures
+
+
+def auto_note(f: Mapping[str, Any]) -> str:
+    """One line of auto's figures for tables (``--compare``, benchmarks)."""
+    pre, rand = f.get("pretrained"), f.get("random")
+    if not rand:
+        return ""
+    p = "n/a" if not pre else f"{pre['mean']:.2f}"
+    cell = (f.get("decision") or {}).get("cell", "")
+    return f"{cell}; probe {p} pretrained vs {rand['mean']:.2f} random"

@@ -1,0 +1,141 @@
+"""The embedded default, side by side: the four cells of the transfer-learning table on
+embedded data, every strategy in each, and what ``auto`` chose (``zoo finetune --compare``).
+
+| cell | embedded task | epochs |
+|---|---|---|
+| scarce + similar | digits 5-9, 10 training images per class | 30 |
+| plenty + similar | digits 5-9, every training image (~140 per class) | 10 |
+| plenty + dissimilar | procedural textures, 100 per class | 10 |
+| scarce, nothing to learn | noise images with random labels, 10 per class | 30 |
+
+Each strategy trains with the same seed; ``auto`` runs its measurement (and pilot, where it
+runs one) and is scored with the accuracy of the strategy it picked -- the same
+deterministic run as that strategy's row. A ✓ means within 2 points of the best strategy,
+or a refusal where no strategy beats chance by 10 points.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from zoo_core.errors import TransferNotRecommendedError
+from zoo_core.train._auto import _decide
+from zoo_core.train._defaults import DEFAULT_EPOCHS
+from zoo_core.train._pipeline import finetune, make_pilot
+from zoo_core.train._utils import _Printer
+
+STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
+COMPARE_STRATEGIES = (*STRATEGIES, "auto")
+# (label, task, training images per class, epochs): plenty cells take more steps per epoch
+CELLS = (
+    ("scarce + similar", "digits5-9", 10, DEFAULT_EPOCHS),
+    ("plenty + similar", "digits5-9", None, 10),
+    ("plenty + dissimilar", "textures", 100, 10),
+    ("scarce, nothing to learn", "random-labels", 10, DEFAULT_EPOCHS),
+)
+HIT_POINTS = 0.02  # auto hits when within this of the best strategy
+RIGHT_REFUSAL = 0.10  # a refusal is right when no strategy beats chance by this much
+
+
+def score_auto(choice: str, accs: dict[str, float], chance: float) -> bool:
+    """Is ``choice`` (a strategy, or ``"refused"``) a hit against the measured ``accs``?"""
+    best = max(accs.values())
+    if choice == "refused":
+        return best - chance < RIGHT_REFUSAL
+    return accs[choice] >= best - HIT_POINTS
+
+
+def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
+             strategies: Sequence[str] = STRATEGIES, progress: bool = False,
+             val_per_class: int = 40, with_auto: bool = True) -> dict[str, Any]:
+    """Every strategy and ``auto`` on one embedded task; returns the row dict
+    (``with_auto=False``: the strategies alone, ``auto`` is ``None``)."""
+    from tqdm import tqdm
+
+    from zoo_core.data._data import scan_image_folder
+    from zoo_core.data._embedded import embedded_task
+
+    root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
+    folder = scan_image_folder(root, seed=seed, warn=False)
+    accs, seconds = {}, {}
+    # a bar over the strategies, labelled with the one training now (terminals only: the
+    # epoch bar below it says "partial:1 epoch 3/30"; CI logs get the cell's table)
+    bar = tqdm(strategies, desc=task, unit="strategy", leave=False, file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()))
+    for s in bar:
+        bar.set_description(f"{task} ({per_class or 'all'}/class): {s}")
+        started = time.perf_counter()
+        _, res = finetune(model, folder, strategy=s, epochs=epochs, seed=seed,
+                          progress=progress, verbose=False)
+        accs[s], seconds[s] = res.final_val_acc, time.perf_counter() - started
+    bar.close()
+    if not with_auto:
+        return {"task": task, "per_class": per_class, "num_train": len(folder.train),
+                "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
+                "auto": None}
+    started = time.perf_counter()
+    quiet = _Printer(False)
+    try:
+        choice, _, _, figures = _decide(
+            model, folder, weights="default", seed=seed, force=False, device="cpu",
+            num_workers=0, say=quiet, epochs=epochs, progress=progress,
+            pilot=make_pilot(model, seed=seed, weights="default"))
+    except TransferNotRecommendedError as exc:
+        choice, figures = "refused", getattr(exc, "figures", {})
+    auto_seconds = time.perf_counter() - started
+    chance = figures.get("chance", 1.0 / folder.num_classes)
+    return {"task": task, "per_class": per_class, "num_train": len(folder.train),
+            "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
+            "auto": choice, "auto_seconds": auto_seconds, "chance": chance,
+            "cell": (figures.get("decision") or {}).get("cell", ""),
+            "hit": score_auto(choice, accs, chance), "figures": figures}
+
+
+def run_default(model: str = "zoonet_s", *, epochs: int | None = None, seed: int = 0,
+                cells: Sequence[tuple[str, str, int | None, int]] = CELLS, verbose: bool = True,
+                progress: bool = False, threads: int | None = 1) -> list[dict[str, Any]]:
+    """Run :data:`CELLS` and print a table per cell (module doc). ``threads``: torch
+    threads during the run (restored after); one is fastest for 32x32 images on a tiny
+    CNN and keeps a busy machine from slowing OpenMP down tenfold (``None``: as is).
+    ``epochs`` overrides every cell's own (``None``: the cells' epochs)."""
+    import torch
+
+    say = _Printer(verbose)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    rows = []
+    try:
+        say(f"{model}: every strategy on the four cells of the transfer-learning table "
+            f"(seed {seed}; final accuracy on the validation images)")
+        for label, task, per_class, cell_epochs in cells:
+            row = run_cell(model, task, per_class, epochs=epochs or cell_epochs, seed=seed,
+                           progress=progress)
+            row["label"], row["epochs"] = label, epochs or cell_epochs
+            rows.append(row)
+            _print_cell(say, row)
+    finally:
+        torch.set_num_threads(before)
+    hits = sum(r["hit"] for r in rows)
+    say(f"\nauto: {hits} of {len(rows)} cells within {HIT_POINTS * 100:.0f} points of the "
+        "best strategy (or a right refusal)")
+    sys.stdout.flush()
+    return rows
+
+
+def _print_cell(say: _Printer, r: dict[str, Any]) -> None:
+    accs = r["accuracy"]
+    best = max(accs.values())
+    say(f"\n{r['label']}: {r['task']}, {r['num_train']} train / {r['num_val']} val images, "
+        f"{r['epochs']} epochs (chance {r['chance']:.2f}); auto measured: "
+        f"{r['cell'] or 'n/a'}")
+    say(f"  {'strategy':<14} {'val acc':>7} {'time':>7}")
+    for s, acc in accs.items():
+        mark = "  <- best" if acc == best else ""
+        say(f"  {s:<14} {acc:>7.3f} {r['seconds'][s]:>6.1f}s{mark}")
+    got = "refused" if r["auto"] == "refused" else f"{r['auto']} ({accs[r['auto']]:.3f})"
+    say(f"  {'auto':<14} {got}  {'✓' if r['hit'] else '✗'}  decided in "
+        f"{r['auto_seconds']:.1f}s")

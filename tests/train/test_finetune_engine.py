@@ -206,3 +206,28 @@ def test_linear_probe_is_solved_by_default(digits):
     assert res.extra["probe"]["solved"] and len(res.history) == 1
     assert "logistic regression" in res.path
     assert res.history[0].train_acc > 0.6  # chance is 0.2; the C is cross-validated
+
+
+def test_ctrl_c_while_saving_names_the_checkpoint_that_was_committed(tmp_path, digits,
+                                                                     monkeypatch, capsys):
+    """A Ctrl-C while epoch 2's checkpoint is written leaves epoch 1's: the message says
+    so (it said "the checkpoint of epoch 2", which state.json did not hold)."""
+    from zoo_core.train import _checkpoint
+
+    real = _checkpoint._atomic_save_tensors
+
+    def interrupt(path, tensors, **kw):
+        if "epoch-0002" in str(path):
+            raise KeyboardInterrupt
+        return real(path, tensors, **kw)
+
+    monkeypatch.setattr(_checkpoint, "_atomic_save_tensors", interrupt)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        finetune("zoonet_s", digits, strategy="linear_probe", epochs=3, out=out, **SGD,
+                 **QUIET)
+    err = capsys.readouterr().err
+    assert "interrupted while saving epoch 2" in err
+    assert f"the last checkpoint (epoch 1) is in {out / 'checkpoint'}" in err
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo_core.train._checkpoint import _rng_state, _save_checkpoint
+from zoo_core.train._checkpoint import _read_epoch, _rng_state, _save_checkpoint
 from zoo_core.train._report import _plot, _save_best, _write_metrics
 from zoo_core.train._results import EpochMetrics
 from zoo_core.train._utils import writing
@@ -122,10 +122,15 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
                 break
     except KeyboardInterrupt:
         if ctx.main:
-            done = state.history[-1].epoch if state.history else cfg.start_epoch - 1
-            where = (f"the checkpoint of epoch {done} is in {ckpt_dir}; " if done and ckpt_dir
-                     else "")
-            print(f"\ninterrupted during epoch {epoch}; {where}{cfg.resume_hint}",
+            # What state.json committed, not what was trained: a Ctrl-C while epoch N's
+            # files were being written leaves the checkpoint of epoch N-1.
+            done = _read_epoch(ckpt_dir) if ckpt_dir is not None else None
+            trained = state.history[-1].epoch if state.history else None
+            when = (f"while saving epoch {epoch}" if trained == epoch
+                    else f"during epoch {epoch}")
+            where = (f"the last checkpoint (epoch {done}) is in {ckpt_dir}; "
+                     if done is not None else "")
+            print(f"\ninterrupted {when}; {where}{cfg.resume_hint}",
                   file=sys.stderr, flush=True)
         raise
 

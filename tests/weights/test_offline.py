@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import zoo_core  # noqa: E402
-from zoo_core.weights import _offline  # noqa: E402
 from zoo_core.errors import HubError, WeightsError  # noqa: E402
+from zoo_core.weights import _offline  # noqa: E402
 
 BOUND_S = 2.0
 ADVICE = r"weights=None.*strategy='scratch'"

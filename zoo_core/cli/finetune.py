@@ -91,8 +91,10 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=1, metavar="K",
                    help="checkpoint/ keeps the latest epoch (to resume) and the best K "
                         "(safetensors)")
-    p.add_argument("--log-with", choices=("tensorboard",), default=None,
-                   help="also log to TensorBoard in OUT (pip install 'zoo-core[tensorboard]')")
+    p.add_argument("--log-with", default=None, metavar="TRACKER[,TRACKER]",
+                   help="also log to accelerate's trackers: tensorboard (OUT/tensorboard), "
+                        "mlflow (OUT/mlruns), wandb, aim, csv (OUT/metrics.csv); each needs "
+                        "its package installed")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", default=None)
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
                    help="continue a run (RUN, or --out RUN): model, data and every setting "

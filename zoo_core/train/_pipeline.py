@@ -86,6 +86,7 @@ from zoo_core.train._results import FinetuneResult
 from zoo_core.train._resume import explicit_arguments, open_checkpoint, record_arguments
 from zoo_core.train._setup import build_run, prepare_training, train_lp_head
 from zoo_core.train._split_record import write_split
+from zoo_core.train._trackers import parse_log_with, start_trackers
 from zoo_core.train._utils import _Printer, writing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,8 +153,8 @@ def finetune(
     run) and any other argument given that differs from the record is refused; without
     it an existing checkpoint is refused unless ``overwrite``. ``early_stop``: stop after this
     many epochs without a better validation accuracy. ``keep``: checkpoints of the best
-    ``keep`` epochs stay next to the latest. ``log_with="tensorboard"``: also log to
-    TensorBoard (``pip install 'zoo-core[tensorboard]'``).
+    ``keep`` epochs stay next to the latest. ``log_with``: also log to trackers
+    (``tensorboard``, ``mlflow``, ``wandb``, ``aim``, ``csv``; several comma-separated).
     ``cache_features`` (``linear_probe``, ``lp_ft``'s first phase): run the frozen
     backbone once per image. ``augment``: timm's training transform (``True``) or
     overrides for ``timm.data.create_transform`` (a mapping); it forces the per-epoch
@@ -174,18 +175,7 @@ def finetune(
     if probe_solver not in SOLVERS:
         raise InvalidArgumentError(f"--probe-solver must be one of {', '.join(SOLVERS)}, got "
                                    f"{probe_solver!r}")
-    if log_with not in (None, "tensorboard"):
-        raise InvalidArgumentError(f"--log-with: only 'tensorboard' is supported, got "
-                                   f"{log_with!r}")
-    if log_with == "tensorboard":
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None and \
-                importlib.util.find_spec("tensorboardX") is None:
-            raise InvalidArgumentError("--log-with tensorboard needs TensorBoard: pip install "
-                                       "'zoo-core[tensorboard]'")
-        if out is None:
-            raise InvalidArgumentError("--log-with tensorboard needs out=DIR (--out)")
+    log_with = parse_log_with(log_with, out)
     opts = _Options(
         model=model, data=data, strategy=strategy, epochs=epochs or 0,
         batch_size=batch_size, lr=lr, out=Path(out).expanduser() if out is not None else None,
@@ -204,7 +194,7 @@ def finetune(
         keep=keep, log_with=log_with, lp_epochs=lp_epochs, probe_solver=probe_solver)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
-    ctx = _Dist(device, precision=opts.precision, log_with=log_with, project_dir=opts.out)
+    ctx = _Dist(device, precision=opts.precision, project_dir=opts.out)
     try:
         check_args(epochs=1, batch_size=batch_size, lr=None, val_fraction=0.0,
                    world=ctx.world, accumulate=1, keep=1, early_stop=None, threads=None,
@@ -407,10 +397,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     if ctx.main and out_dir is not None:
         with writing(out_dir / "run.json"):
             write_run(out_dir, record)
-    if ctx.main and opts.log_with:
-        ctx.acc.init_trackers("tensorboard", config={
-            k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-            for k, v in record["hyperparameters"].items()})
+    start_trackers(ctx, opts.log_with, out_dir, record["hyperparameters"])
     header = {"model": opts.model, "strategy": kind_str, "requested_strategy": str(requested),
               "reason": reason, "forced": forced, "figures": figures, "data": source,
               "classes": list(classes), "path": run.path_note, "run": record}

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from zoo_core.cli.lr_find import lr_arg
 from zoo_core.errors import InvalidArgumentError
 from zoo_core.train._compare import run_default
 from zoo_core.train._defaults import (
@@ -45,8 +46,10 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                    help="global batch size (split across processes)")
     p.add_argument("--accumulate", type=int, default=1,
                    help="micro-batches per optimizer step (gradient accumulation)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default per "
-                   "strategy: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--lr", type=lr_arg, default=None, help="peak learning rate, or auto: "
+                   "the LR range test's suggestion (zoo lr-find; recorded in run.json) "
+                   "(default per strategy: "
+                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     g = p.add_argument_group("recipe (timm's optimizer, scheduler, loss, Mixup and EMA)")
     g.add_argument("--opt", choices=OPTIMIZERS, default=_R.opt, help="optimizer")
     g.add_argument("--momentum", type=float, default=_R.momentum, help="SGD momentum")

@@ -18,6 +18,7 @@ from zoo_core import __version__
 from zoo_core.cli.cache import add_cli as add_cache_cli
 from zoo_core.cli.evaluate import add_cli as add_evaluate_cli
 from zoo_core.cli.finetune import add_cli as add_finetune_cli
+from zoo_core.cli.lr_find import add_cli as add_lr_find_cli
 from zoo_core.cli.models import add_cli as add_models_cli
 from zoo_core.cli.plugins import add_cli as add_plugins_cli
 from zoo_core.cli.push import wrap as wrap_push
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     wrap_push(add_hub_cli(sub))  # zoo push DIR_OR_RUN REPO_ID
     add_cache_cli(sub)  # zoo cache verify | clean
     add_finetune_cli(sub)  # zoo finetune [MODEL] --data DIR ...
+    add_lr_find_cli(sub)  # zoo lr-find [MODEL] --data DIR
     add_evaluate_cli(sub)  # zoo eval MODEL --data DIR, zoo predict MODEL IMAGE...
     add_rank_cli(sub)  # zoo rank --data DIR [--models ...]
     return parser

@@ -78,6 +78,7 @@ from zoo_core.train._defaults import (
 from zoo_core.train._dist import _Dist
 from zoo_core.train._loop import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, LoopConfig, LoopState
 from zoo_core.train._loop import run_epochs as _run_epochs
+from zoo_core.train._lr_find import auto_lr
 from zoo_core.train._options import _Options
 from zoo_core.train._probe import SOLVERS
 from zoo_core.train._recipe import Recipe
@@ -103,7 +104,7 @@ def finetune(
     strategy: str = "auto",
     epochs: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    lr: float | None = None,
+    lr: float | str | None = None,
     weight_decay: float = 1e-4,
     out: str | os.PathLike[str] | None = None,
     seed: int = 0,
@@ -141,7 +142,8 @@ def finetune(
     ``finetune``, ``partial:K``, ``lp_ft`` or ``scratch``. ``epochs``: default per
     strategy (:func:`~zoo_core.train._defaults.default_epochs`). ``batch_size`` is the
     global batch; ``accumulate`` micro-batches make one optimizer step.
-    ``lr`` defaults per strategy (:data:`DEFAULT_LR`); ``recipe`` (a
+    ``lr`` defaults per strategy (:data:`DEFAULT_LR`); ``"auto"`` runs the LR range test
+    (:mod:`._lr_find`) and trains with its suggestion; ``recipe`` (a
     :class:`~zoo_core.train._recipe.Recipe` or a mapping of its fields: optimizer,
     layer decay, warmup, label smoothing, Mixup/CutMix, EMA) and ``weight_decay`` shape
     the optimisation. ``precision``: ``32``, ``bf16`` (CPU or GPU) or ``fp16`` (GPU).
@@ -166,7 +168,8 @@ def finetune(
     import torch
 
     wall_start = time.perf_counter()
-    check_args(epochs=epochs if epochs is not None else 1, batch_size=batch_size, lr=lr,
+    check_args(epochs=epochs if epochs is not None else 1, batch_size=batch_size,
+               lr=None if lr == "auto" else lr,
                val_fraction=val_fraction, world=1, accumulate=accumulate, keep=keep,
                early_stop=early_stop, threads=threads, num_workers=num_workers)
     if lp_epochs is not None:
@@ -313,7 +316,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     kind = parse_strategy(kind_str)
     epochs = opts.epochs or (int(ckpt.get("epochs", 0)) if ckpt else 0) or \
         default_epochs(kind.kind)
-    lr_base = float(opts.lr) if opts.lr is not None else DEFAULT_LR[kind.kind]
+    lr_base = float(opts.lr) if opts.lr not in (None, "auto") else DEFAULT_LR[kind.kind]
 
     # 4. model, data, recipe, accelerate (lp_ft: its head-only phase first)
     run = build_run(ctx, opts, folder, kind, reason, say)
@@ -326,6 +329,10 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
                 "not apply (--probe-solver sgd trains it for epochs)")
         epochs = 1
     prepare_training(ctx, opts, run, lr_base, epochs)
+    lr_found = None
+    if opts.lr == "auto":  # the range test on the run's own optimizer (._lr_find)
+        lr_base, lr_found = auto_lr(ctx, opts, run, ckpt=ckpt, default=lr_base, epochs=epochs,
+                                    title=f"{opts.model} · {kind_str}", say=say)
     out_dir = opts.out
     if ctx.main and out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -392,6 +399,8 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
               "data": {"source": source, **data_hash, "classes": list(classes),
                        "num_train": len(folder.train), "num_val": len(folder.val),
                        "split": folder.split},
+              "lr_find": lr_found.as_dict() if lr_found is not None
+              else (earlier or {}).get("lr_find"),
               "versions": package_versions(), "world_size": ctx.world,
               "device": str(ctx.device)}
     if ctx.main and out_dir is not None:

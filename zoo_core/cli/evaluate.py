@@ -18,6 +18,7 @@ from typing import Any
 from zoo_core.errors import InvalidArgumentError
 
 VAL_DIRS = ("val", "valid", "validation", "test")
+TTA = ("none", "flip")
 
 
 def _load(model: str, device: str | None) -> Any:
@@ -36,10 +37,11 @@ def _labels(net: Any) -> list[str]:
 
 
 def _batches(net: Any, paths: list[str], batch_size: int,
-             bad: list[tuple[str, str]] | None = None) -> Any:
+             bad: list[tuple[str, str]] | None = None, tta: str = "none") -> Any:
     """Yield (paths, probabilities) per batch. An unreadable file raises with its path,
     or, given a ``bad`` list, is appended to it as ``(path, reason)`` and left out of its
-    batch (a batch of only bad files yields nothing)."""
+    batch (a batch of only bad files yields nothing). ``tta="flip"``: the logits are the
+    mean of the image's and its horizontal mirror's."""
     import torch
 
     from zoo_core.data._data import load_rgb, make_transforms
@@ -60,7 +62,10 @@ def _batches(net: Any, paths: list[str], batch_size: int,
         if not xs:
             continue
         with torch.no_grad():
-            logits = net(torch.stack(xs).to(device))
+            x = torch.stack(xs).to(device)
+            logits = net(x).float()
+            if tta == "flip":
+                logits = (logits + net(x.flip(-1)).float()) / 2
         yield chunk, torch.softmax(logits.float(), dim=1).cpu()
 
 
@@ -104,7 +109,8 @@ def _without_training(run: Path, split: dict[str, Any], paths: list[str],
 
 def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
              out: str | os.PathLike[str] | None = None, batch_size: int = 64,
-             device: str | None = None, include_train: bool = False) -> dict[str, Any]:
+             device: str | None = None, include_train: bool = False, tta: str = "none",
+             worst: int = 16) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix of ``model``.
 
     ``model`` a run folder (``RUN`` or ``RUN/best``, which recorded its split in
@@ -112,12 +118,15 @@ def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
     validation split. With ``data``: the images of ``data/val/<class>/*`` when there is a
     val folder, else ``data/<class>/*``, minus the run's training images unless
     ``include_train`` (then a warning says how many are in). ``result["split"]`` says
-    which images were scored. ``out``: write ``metrics.json``, ``confusion_matrix.json``
-    and ``confusion_matrix.png`` there."""
+    which images were scored. ``out``: write ``metrics.json``, ``confusion_matrix.json``,
+    ``confusion_matrix.png`` and ``worst.png`` (the ``worst`` most confident mistakes,
+    also listed in ``result["worst"]``; 0: none) there. ``tta="flip"``: average the
+    logits of each image and its horizontal flip."""
     import warnings
 
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
+    from zoo_core.cli.worst import WORST_FILE, most_confident_mistakes, write_worst
     from zoo_core.data._data import (
         BadImageWarning,
         DatasetError,
@@ -129,6 +138,10 @@ def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
     from zoo_core.data._scan import scan_classes
     from zoo_core.train._split_record import read_split
 
+    if tta not in TTA:
+        raise InvalidArgumentError(f"--tta must be one of {', '.join(TTA)}, got {tta!r}")
+    if isinstance(worst, bool) or not isinstance(worst, int) or worst < 0:
+        raise InvalidArgumentError(f"--worst must be an integer >= 0, got {worst!r}")
     run, to_load = find_run(str(model))
     split = read_split(run) if run is not None else None
     skipped: list[tuple[str, str]] = []
@@ -187,10 +200,15 @@ def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
     label_of = {p: labels.index(c) for p, c in zip(paths, names, strict=True)}
     truth: list[int] = []
     pred: list[int] = []
+    scored: list[str] = []
+    confidence: list[float] = []
     undecodable: list[tuple[str, str]] = []
-    for chunk, probs in _batches(net, paths, batch_size, undecodable):
+    for chunk, probs in _batches(net, paths, batch_size, undecodable, tta=tta):
         truth.extend(label_of[p] for p in chunk)
-        pred.extend(int(i) for i in probs.argmax(1))
+        top, idx = probs.max(1)
+        pred.extend(int(i) for i in idx)
+        confidence.extend(float(v) for v in top)
+        scored.extend(chunk)
     if undecodable:
         warnings.warn(f"skipped {len(undecodable)} image(s) that failed to decode: "
                       f"{_fmt_skipped(undecodable)}", BadImageWarning, stacklevel=2)
@@ -210,9 +228,13 @@ def evaluate(model: str, data: str | os.PathLike[str] | None = None, *,
               "macro_avg": report["macro avg"], "weighted_avg": report["weighted avg"],
               "labels": labels, "confusion_matrix": matrix,
               "skipped": [list(s) for s in skipped],
-              "duplicates": [list(d) for d in duplicates]}
+              "duplicates": [list(d) for d in duplicates], "tta": tta,
+              "worst": most_confident_mistakes(scored, truth, pred, confidence, labels,
+                                               worst)}
     if out is not None:
         _write(Path(out), result)
+        if worst:
+            write_worst(Path(out) / WORST_FILE, result["worst"], num_images=len(pred))
     return result
 
 
@@ -311,6 +333,12 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--out", default=None, help="folder for metrics.json and the confusion "
                    "matrix (default: MODEL_OR_DIR/eval for a folder, else eval-<name>)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", choices=TTA, default="none",
+                   help="test-time augmentation: flip averages the logits of each image "
+                        "and its horizontal flip")
+    p.add_argument("--worst", type=int, default=16, metavar="N",
+                   help="worst.png: the N most confident mistakes with true and predicted "
+                        "labels (0: none)")
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_cmd_eval)
@@ -332,7 +360,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out = local / "eval" if local.is_dir() else Path(
             "eval-" + args.model.replace("/", "_").replace(":", "_"))
     res = evaluate(args.model, args.data, out=out, batch_size=args.batch_size,
-                   device=args.device, include_train=args.include_train)
+                   device=args.device, include_train=args.include_train, tta=args.tta,
+                   worst=args.worst)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -346,7 +375,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         print(f"skipped    {len(res['skipped'])} file(s), not counted: "
               f"{_fmt_skipped([tuple(s) for s in res['skipped']], limit=3)}")
-    print(f"outputs    {out} (metrics.json, confusion_matrix.json, confusion_matrix.png)")
+    if args.worst:
+        print(f"mistakes   {len(res['worst'])} most confident in worst.png" if res["worst"]
+              else "mistakes   none")
+    print(f"outputs    {out} (metrics.json, confusion_matrix.json, confusion_matrix.png"
+          + (", worst.png)" if args.worst else ")"))
     return 0
 
 

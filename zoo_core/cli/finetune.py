@@ -82,6 +82,13 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                         "cores available, at most 4)")
     p.add_argument("--workers", "--num-workers", dest="num_workers", type=int, default=0,
                    help="DataLoader worker processes")
+    g = p.add_argument_group("device speed (CUDA)")
+    g.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="NHWC images and weights (auto: on CUDA, where bf16/fp16 convolutions "
+                        "want it)")
+    g.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the trained module (backend default inductor; the "
+                        "first steps pay the compile time)")
     p.add_argument("--out", default=None, help="output folder (default runs/<model>-<time>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.2)
@@ -165,7 +172,8 @@ _RECIPE = {"opt": "opt", "momentum": "momentum", "weight_decay": "weight_decay",
 _SAME = ("model", "data", "strategy", "epochs", "batch_size", "lr", "seed", "val_fraction",
          "per_class", "early_stop", "keep", "log_with", "push_to_hub", "resume", "overwrite",
          "force", "augment", "input_size", "precision", "accumulate", "threads",
-         "num_workers", "lp_epochs", "probe_solver", "device", "out")
+         "num_workers", "lp_epochs", "probe_solver", "device", "out", "channels_last",
+         "compile")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:

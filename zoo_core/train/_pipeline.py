@@ -86,6 +86,7 @@ from zoo_core.train._report import _plot, _push, _write_metrics
 from zoo_core.train._results import FinetuneResult
 from zoo_core.train._resume import explicit_arguments, open_checkpoint, record_arguments
 from zoo_core.train._setup import build_run, prepare_training, train_lp_head
+from zoo_core.train._speed import resolve_speed
 from zoo_core.train._split_record import write_split
 from zoo_core.train._trackers import parse_log_with, start_trackers
 from zoo_core.train._utils import _Printer, writing
@@ -132,6 +133,8 @@ def finetune(
     log_with: str | None = None,
     lp_epochs: int | None = None,
     probe_solver: str = "lbfgs",
+    channels_last: bool | str | None = None,
+    compile: bool | str | None = None,
 ) -> tuple[nn.Module, FinetuneResult]:
     """Fine-tune ``model`` on an image folder; return ``(model, FinetuneResult)``.
 
@@ -164,6 +167,8 @@ def finetune(
     push the best model to when done (rank 0). ``force`` fine-tunes when ``auto``
     refuses.
     ``input_size`` (``S`` or ``(3, H, W)``) overrides the model's input size.
+    ``channels_last`` (``auto``: on CUDA) and ``compile`` (``True`` or a torch.compile
+    backend): :mod:`._speed`.
     """
     import torch
 
@@ -199,6 +204,7 @@ def finetune(
     torch.set_num_threads(opts.threads)
     ctx = _Dist(device, precision=opts.precision, project_dir=opts.out)
     try:
+        opts.extra["speed"] = resolve_speed(channels_last, compile, ctx.device)
         check_args(epochs=1, batch_size=batch_size, lr=None, val_fraction=0.0,
                    world=ctx.world, accumulate=1, keep=1, early_stop=None, threads=None,
                    num_workers=0)
@@ -401,6 +407,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
                        "split": folder.split},
               "lr_find": lr_found.as_dict() if lr_found is not None
               else (earlier or {}).get("lr_find"),
+              "speed": opts.extra["speed"].as_dict(),
               "versions": package_versions(), "world_size": ctx.world,
               "device": str(ctx.device)}
     if ctx.main and out_dir is not None:

@@ -93,7 +93,7 @@ def prepare_training(ctx: _Dist, opts: Any, run: _Run, lr: float, epochs: int) -
     """Optimizer, EMA and schedule from timm; module and optimizer through accelerate."""
     run.ema = create_ema(run.model, run.recipe)
     opt = create_optimizer(run.model, run.recipe, lr)
-    run.opt = run.trainer.wrap(opt, opts.sync_bn)
+    run.opt = run.trainer.wrap(opt, opts.sync_bn, opts.extra.get("speed"))
     run.scheduler = create_scheduler(run.opt, run.recipe, epochs)
 
 

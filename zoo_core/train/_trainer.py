@@ -91,6 +91,7 @@ class _Trainer:
         self.val_labels = self._labels(val_ds)
         self.val_local = list(range(ctx.rank, len(val_ds), ctx.world))
         self.net: Any = None
+        self.memory_format = torch.preserve_format  # channels_last under --channels-last
 
     def _labels(self, ds: Any) -> Any:
         import torch
@@ -147,22 +148,36 @@ class _Trainer:
         except Exception:  # a damaged cache never stops a run: extract instead
             return {}
 
-    def wrap(self, opt: Any, sync_bn: bool) -> Any:
+    def wrap(self, opt: Any, sync_bn: bool, speed: Any = None) -> Any:
         """Hand the trained module and its optimizer to accelerate (DDP under a launcher,
-        autocast under --precision); returns the accelerated optimizer."""
+        autocast under --precision); returns the accelerated optimizer. ``speed``
+        (:class:`._speed.Speed`): channels_last images and model, ``torch.compile``."""
+        import torch
+
         target = self.head if self.cached else self.model
         if sync_bn and self.ctx.active:
             if self.ctx.device.type != "cuda":
                 raise InvalidArgumentError("sync_bn=True needs GPUs (SyncBatchNorm does not "
                                            "run on CPU); drop it")
             _sync_batchnorm(self.model)
+        if speed is not None and speed.channels_last and not self.cached:
+            self.model.to(memory_format=torch.channels_last)
+            self.memory_format = torch.channels_last
         self.net, opt = self.ctx.acc.prepare(target, opt)
+        if speed is not None and speed.compile is not None:
+            self.net = torch.compile(self.net, backend=speed.compile)
         return opt
 
     def unwrap(self) -> None:
         """Undo accelerate's wrappers (DDP, the autocast forward) on the returned model."""
         if self.net is not None:
-            self.ctx.acc.unwrap_model(self.net, keep_fp32_wrapper=False)
+            self.ctx.acc.unwrap_model(self.net, keep_fp32_wrapper=False,
+                                      keep_torch_compile=False)
+        import torch
+
+        if self.memory_format == torch.channels_last:  # the returned model: plain NCHW
+            self.model.to(memory_format=torch.contiguous_format)
+            self.memory_format = torch.preserve_format
 
     def _set_train_mode(self) -> None:
         if self.kind == "linear_probe":
@@ -278,7 +293,8 @@ class _Trainer:
             else:
                 self._note_bad(item.bad)
                 if item.x is not None:
-                    x = item.x.to(ctx.device, non_blocking=True)
+                    x = item.x.to(ctx.device, non_blocking=True,
+                                  memory_format=self.memory_format)
                     y = item.y.to(ctx.device, non_blocking=True)
             ls, c, n = self._micro_step(opt, x, y, last=last, ema=ema,
                                         window_images=sum(
@@ -347,7 +363,8 @@ class _Trainer:
                     self._note_bad(batch.bad)
                     if batch.x is None:
                         continue
-                    logits = model(batch.x.to(ctx.device, non_blocking=True)).float()
+                    logits = model(batch.x.to(ctx.device, non_blocking=True,
+                                              memory_format=self.memory_format)).float()
                     y = batch.y.to(ctx.device)
                     loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                     correct += int((logits.argmax(1) == y).sum())

@@ -28,6 +28,7 @@ def weak_run(tmp_path_factory, digits):
     return out
 
 
+@pytest.mark.slow
 def test_worst_lists_the_most_confident_mistakes(weak_run, tmp_path):
     full = evaluate(str(weak_run), out=tmp_path / "all", worst=10_000)
     mistakes = full["worst"]
@@ -74,6 +75,7 @@ def test_flip_tta_averages_an_image_and_its_mirror(weak_run, tmp_path):
         evaluate(str(weak_run), worst=-1)
 
 
+@pytest.mark.slow
 def test_zoo_eval_cli(weak_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(weak_run, run)

@@ -37,6 +37,7 @@ def test_suggestions_on_a_known_curve():
     assert valley([3, 2, 1, 5]) == 0 and valley([5, 4, 3, 2, 1, 0, 9]) == 2
 
 
+@pytest.mark.slow
 def test_auto_trains_exactly_like_the_suggested_rate(tmp_path, digits):
     """The test runs on the real optimizer, then everything is put back: a --lr auto run
     and a run with the suggestion typed in reach the same history."""

@@ -17,6 +17,7 @@ from zoo_core.train._trackers import parse_log_with
 QUIET = {"progress": False, "verbose": False, "threads": 1, "probe_solver": "sgd"}
 
 
+@pytest.mark.slow
 def test_mlflow_file_store_gets_every_epoch(tmp_path, digits, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -54,6 +55,7 @@ def test_bad_trackers_are_refused_before_the_run(tmp_path, digits):
     assert parse_log_with(None, None) is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb installed")
 def test_cli_names_the_package_to_install(tmp_path):
     proc = subprocess.run(

@@ -51,6 +51,10 @@ def test_auto_trains_exactly_like_the_suggested_rate(tmp_path, digits):
     _, typed = finetune("zoonet_s", digits, lr=found["suggestion"], epochs=2, **PROBE)
     assert [(h.train_loss, h.val_acc) for h in auto.history] == \
         [(h.train_loss, h.val_acc) for h in typed.history]
+    # a resumed --lr auto run keeps the checkpoint's rate and the record of the test
+    _, more = finetune(resume=out, epochs=3, **QUIET)
+    assert more.extra["lr"] == found["suggestion"] and len(more.history) == 3
+    assert json.loads((out / "run.json").read_text())["lr_find"] == found
 
 
 def test_the_strategys_param_groups_and_layer_decay(digits, monkeypatch):

@@ -7,6 +7,7 @@ needs a model.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import sys
@@ -26,12 +27,27 @@ from zoo_core.errors import ShadowedModelWarning, ZooError
 from zoo_core.hub._hub import add_cli as add_hub_cli
 
 
+def shown_default(action: argparse.Action) -> bool:
+    """Whether ``--help`` shows ``action``'s default: any value but unset (None, False,
+    SUPPRESS), compared by identity so that a default of 0 or 0.0 is shown."""
+    default = getattr(action.default, "value", action.default)  # finetune's _Default
+    return action.dest != "help" and not any(default is v for v in
+                                             (None, False, argparse.SUPPRESS))
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show each option's default, unless the help already explains it or it is unset."""
+    """Show each option's default, unless the help already explains it or it is unset;
+    an option without help text still gets a line with its default."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and shown_default(action):
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        if not shown_default(action) or "default" in text:
             return text
         return super()._get_help_string(action)
 

@@ -21,19 +21,27 @@ def preprocessing(model: Any) -> dict[str, Any]:
     cfg = data_config_of(model)
     chans, height, width = (int(v) for v in cfg["input_size"])
     crop_pct = float(cfg.get("crop_pct") or 1.0)
+    crop_mode = cfg.get("crop_mode") or "center"
+    short = math.floor(min(height, width) / crop_pct)
+    if height == width and crop_mode == "center":
+        resize = (f"resize the shorter side to {short} px ({cfg['interpolation']}; the "
+                  "longer side keeps the aspect ratio, truncated to an integer)")
+    else:  # timm's other eval resizes: say which, the numbers are in the record
+        resize = (f"resize as timm's eval transform does for crop_mode {crop_mode!r} and "
+                  f"input {height}x{width} at crop_pct {crop_pct:g} "
+                  "(timm.data.create_transform(is_training=False))")
     return {
         "input_size": [chans, height, width],
         "color": "grayscale" if chans == 1 else "RGB",
         "interpolation": cfg["interpolation"],
         "crop_pct": crop_pct,
-        "crop_mode": cfg.get("crop_mode", "center"),
-        "resize_shorter_side": math.floor(min(height, width) / crop_pct),
+        "crop_mode": crop_mode,
+        "resize_shorter_side": short,
         "mean": [float(v) for v in cfg["mean"]],
         "std": [float(v) for v in cfg["std"]],
         "steps": [
             f"convert to {'grayscale' if chans == 1 else 'RGB'}",
-            f"resize the shorter side to {math.floor(min(height, width) / crop_pct)} px "
-            f"({cfg['interpolation']})",
+            resize,
             f"center crop {height}x{width}",
             "scale pixels to [0, 1] (divide by 255)",
             "subtract mean, divide by std, per channel",

@@ -1,4 +1,5 @@
-"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune, rank, export.
+"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune, rank, export,
+completion.
 
 Only the standard library is imported at start; torch and friends load when a command
 needs a model.
@@ -17,6 +18,7 @@ from typing import Any
 
 from zoo_core import __version__
 from zoo_core.cli.cache import add_cli as add_cache_cli
+from zoo_core.cli.completion import add_cli as add_completion_cli
 from zoo_core.cli.evaluate import add_cli as add_evaluate_cli
 from zoo_core.cli.export import add_cli as add_export_cli
 from zoo_core.cli.finetune import add_cli as add_finetune_cli
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_cli(sub)  # zoo eval MODEL --data DIR, zoo predict MODEL IMAGE...
     add_rank_cli(sub)  # zoo rank --data DIR [--models ...]
     add_export_cli(sub)  # zoo export MODEL --format onnx --out FILE
+    add_completion_cli(sub, parser)  # zoo completion bash|zsh
     return parser
 
 

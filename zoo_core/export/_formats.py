@@ -35,6 +35,7 @@ def _batch_dim() -> Any:
 
 def _onnx(model: Any, sample: Any, path: Path) -> str:
     import torch
+    import torch.onnx
 
     names = {"input_names": ["input"], "output_names": ["logits"]}
     try:

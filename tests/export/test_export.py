@@ -63,7 +63,8 @@ def test_zoo_export_onnx_runs_in_onnxruntime(saved: Path, tmp_path: Path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.json"]
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "exported-program"])
+@pytest.mark.parametrize("fmt", ["torchscript",
+                                 pytest.param("exported-program", marks=pytest.mark.slow)])
 def test_torch_formats_load_back_and_match(saved: Path, tmp_path: Path, fmt: str):
     out = tmp_path / ("m.pt" if fmt == "torchscript" else "m.pt2")
     result = export_model(str(saved), out, fmt)
@@ -184,3 +185,44 @@ def test_cli_errors_are_one_line(saved: Path, tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
         main(["export", str(saved), "--format", "tflite", "--out", str(out)])
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+def test_onnx_falls_back_to_the_torchscript_based_exporter(saved, tmp_path, monkeypatch):
+    """A graph the dynamo exporter fails on still exports, and the record says how."""
+    import onnxruntime as ort
+
+    real = torch.onnx.export
+
+    def dynamo_fails(*args, **kwargs):
+        if kwargs.get("dynamo"):
+            raise RuntimeError("unsupported op in this graph\nmore detail")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
+    out = tmp_path / "m.onnx"
+    result = export_model(str(saved), out, "onnx")
+    assert result.exporter.startswith("torch.onnx TorchScript-based (the dynamo exporter "
+                                      "failed: RuntimeError: unsupported op in this graph)")
+    assert json.loads((tmp_path / "m.onnx.json").read_text())["exporter"] == result.exporter
+    x = torch.randn(4, 3, 32, 32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, _eager(str(saved), x), atol=ATOL, rtol=RTOL)
+
+
+def test_a_built_model_keeps_its_mode_and_a_plain_module_is_refused(tmp_path):
+    net = zoo_core.build_model("zoonet_s", num_classes=2)
+    net.train()
+    result = export_model(net, tmp_path / "m.pt", "torchscript")
+    assert net.training and result.metadata["source"] == "zoonet_s"
+    with pytest.raises(InvalidArgumentError, match="takes a zoo_core model"):
+        export_model(torch.nn.Linear(2, 2), tmp_path / "x.pt", "torchscript")
+
+
+def test_export_from_the_hub(hub_env, saved, tmp_path):
+    """hf-hub:org/repo is built from the (local) Hub like any zoo_core source."""
+    repo = hub_env.repo_id("exported")
+    zoo_core.push_to_hub(zoo_core.build_model(str(saved)), repo)
+    result = export_model(f"hf-hub:{repo}", tmp_path / "m.pt2", "exported-program")
+    assert result.metadata["labels"] == LABELS
+    assert result.metadata["source"] == f"hf-hub:{repo}"

@@ -57,7 +57,7 @@ def export_model(model: Any, out: str | os.PathLike[str], format: str = "onnx", 
     dynamic. An existing ``out`` is refused unless ``force=True``. Raises
     :class:`~zoo_core.errors.ExportError` when the model cannot be exported or the file
     does not match the model (then nothing is written)."""
-    from zoo_core.export._formats import EXPORTERS, FORMATS, check_runtime
+    from zoo_core.export._formats import FORMATS, check_runtime
 
     if format not in FORMATS:
         raise InvalidArgumentError(
@@ -74,15 +74,32 @@ def export_model(model: Any, out: str | os.PathLike[str], format: str = "onnx", 
     check_runtime(format)
     import torch
 
-    source = model if isinstance(model, str) else getattr(model.zoo, "name", "model")
-    if isinstance(model, (str, os.PathLike)):
+    source = str(model) if isinstance(model, (str, os.PathLike)) else None
+    if source is not None:
         from zoo_core.build._builder import build_model
 
         model = build_model(str(model), device=torch.device("cpu"))
     if not hasattr(model, "zoo"):
         raise InvalidArgumentError("export_model takes a zoo_core model (one with .zoo, "
                                    "from build_model) or a name/folder build_model takes")
-    model = model.eval().to("cpu")
+    source = source or model.zoo.name
+    if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
+        import copy
+
+        model = copy.deepcopy(model).to("cpu")  # the caller's model stays where it is
+    was_training = model.training
+    try:
+        return _export(model.eval(), out, meta_out, format, source, seed)
+    finally:
+        model.train(was_training)
+
+
+def _export(model: Any, out: Path, meta_out: Path, format: str, source: Any,
+            seed: int) -> Exported:
+    import torch
+
+    from zoo_core.export._formats import EXPORTERS
+
     shape = tuple(int(v) for v in model.zoo.data_config.input_size)
     gen = torch.Generator().manual_seed(seed)
     sample = torch.randn(EXPORT_BATCH, *shape, generator=gen)

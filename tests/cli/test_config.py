@@ -128,3 +128,21 @@ def test_zoo_command_prints_a_config_it_reads_back(tmp_path):
     printed = yaml.safe_load(done.stdout)
     assert printed["epochs"] == 5 and printed["model"] == "resnet18"
     assert not Path("runs").exists() or not any(Path("runs").glob("resnet18-*"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"input_size": [24, 32]}, r"input_size \[24, 32\] is not square"),
+    ({"augment": {"hflip": 0.0}}, r"augment holds create_transform options .*Python API"),
+    ({"sync_bn": True}, "unknown option 'sync_bn'"),
+    ({"batch_size": [8]}, r"batch_size must be a single value, not \[8\]"),
+])
+def test_run_json_the_command_line_cannot_repeat(tmp_path, capsys, change, message):
+    import re
+
+    record = json.loads(json.dumps(RUN_JSON))
+    record["arguments"].update(change)
+    (tmp_path / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    assert main(["finetune", "--config", str(tmp_path / "run.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"zoo: error: --config {tmp_path / 'run.json'}"), err
+    assert re.search(message, err), err

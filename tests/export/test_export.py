@@ -226,3 +226,36 @@ def test_export_from_the_hub(hub_env, saved, tmp_path):
     result = export_model(f"hf-hub:{repo}", tmp_path / "m.pt2", "exported-program")
     assert result.metadata["labels"] == LABELS
     assert result.metadata["source"] == f"hf-hub:{repo}"
+
+
+FIXED_BATCH = VALUE_DEPENDENT.replace("shifty", "fixed").replace(
+    "return self.head(self.body(x)) + float(x.mean())  # a Python float: not traceable",
+    "return self.head(self.body(x).reshape(int(x.shape[0]), -1))  # batch as a constant")
+TUPLE_OUT = VALUE_DEPENDENT.replace("shifty", "pair").replace(
+    "return self.head(self.body(x)) + float(x.mean())  # a Python float: not traceable",
+    "return self.head(self.body(x)), x")
+BROKEN = VALUE_DEPENDENT.replace("shifty", "broken").replace(
+    "return self.head(self.body(x)) + float(x.mean())  # a Python float: not traceable",
+    "return self.head(x)")
+
+
+def test_models_the_parity_check_or_the_exporter_refuse(make_dist, tmp_path):
+    make_dist("fixed-zoo", "fixed_zoo", FIXED_BATCH)
+    make_dist("pair-zoo", "pair_zoo", TUPLE_OUT)
+    make_dist("broken-zoo", "broken_zoo", BROKEN)
+    out = tmp_path / "out"
+    fixed = zoo_core.build_model("fixed", num_classes=2, weights=None)
+    # traced with a batch of 2 baked in: the check's batch of 3 cannot run
+    with pytest.raises(ExportError, match=r"cannot run a batch of 3 .*is the batch size "
+                                          "fixed in its graph"):
+        export_model(fixed, out / "f.pt", "torchscript")
+    with pytest.raises(ExportError, match="cannot be exported as exported-program"):
+        export_model(fixed, out / "f.pt2", "exported-program")
+    pair = zoo_core.build_model("pair", num_classes=2, weights=None)
+    with pytest.raises(ExportError, match="returns tuple, not a logits tensor"):
+        export_model(pair, out / "p.pt", "torchscript")
+    broken = zoo_core.build_model("broken", num_classes=2, weights=None)
+    with pytest.raises(ExportError, match="fails on a batch of 3 random 3x8x8 inputs before "
+                                          "any export"):
+        export_model(broken, out / "b.pt", "torchscript")
+    assert not out.exists() or list(out.iterdir()) == []

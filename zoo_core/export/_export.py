@@ -104,8 +104,13 @@ def _export(model: Any, out: Path, meta_out: Path, format: str, source: Any,
     gen = torch.Generator().manual_seed(seed)
     sample = torch.randn(EXPORT_BATCH, *shape, generator=gen)
     check = torch.randn(CHECK_BATCH, *shape, generator=gen)
-    with torch.no_grad():
-        eager = model(check)
+    try:
+        with torch.no_grad():
+            eager = model(check)
+    except Exception as exc:
+        raise ExportError(f"{source} fails on a batch of {CHECK_BATCH} random "
+                          f"{'x'.join(map(str, shape))} inputs before any export "
+                          f"({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
     if not isinstance(eager, torch.Tensor):
         raise ExportError(f"{source} returns {type(eager).__name__}, not a logits tensor; "
                           "only classifiers with one tensor output can be exported")

@@ -4,7 +4,7 @@ Read from the source with ``ast`` (nothing is imported), so every import counts:
 level, inside functions (lazy) and under ``if TYPE_CHECKING``. Layers, bottom to top, as
 the parts' ``__init__`` docstrings say: the top-level modules (errors, hookspecs, specs,
 safe files) < weights < registry < layout < strategies < saved < build < data < hub <
-train < rank < cli; :mod:`zoo_core` itself is the public facade over all of them (a
+train < rank < export < cli; :mod:`zoo_core` itself is the public facade over all of them (a
 module may read ``zoo_core.__version__``: the package above a module has always run).
 """
 
@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "zoo_core"
 MAX_LINES = 500
 MAX_TOP_LEVEL = 10  # modules directly in zoo_core/
+# bottom to top; the top-level modules lie below them all
 LAYERS = ["weights", "registry", "layout", "strategies", "saved", "build", "data", "hub",
-          "train", "rank", "cli"]  # bottom to top; the top-level modules lie below them all
+          "train", "rank", "export", "cli"]
 
 
 def _module_name(path: Path) -> str:

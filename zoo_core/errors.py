@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DuplicateModelError",
+    "ExportError",
     "HubError",
     "InvalidArgumentError",
     "PluginLoadError",
@@ -71,3 +72,8 @@ class WeightsError(ZooError, OSError):
 
 class HubError(ZooError, OSError):
     """Saving, pushing or loading a Hugging Face Hub repo or a saved model folder failed."""
+
+
+class ExportError(ZooError, RuntimeError):
+    """A model could not be exported (ONNX, TorchScript, ``torch.export``) or the exported
+    file does not compute what the model computes."""

@@ -184,6 +184,7 @@ def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path):
         cli(["convert", str(pickled), str(work / "c2.st")], "c2.st"),
         cli(["cache", "verify"], "rehashed"),
         cli(["cache", "clean"], ""),
+        cli(["completion", "bash"], "finetune"),
         cli(["rank", "--data", str(digits), "--models", "zoonet_s", "--sample-per-class", "3",
              "--no-progress"], "zoonet_s"),
         cli(["finetune", "zoonet_s", "--data", str(digits), "--strategy", "linear_probe",
@@ -198,6 +199,8 @@ def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path):
         cli(["push", str(run), repo_cli], repo_cli),
         cli(["eval", str(saved), "--data", str(digits), "--out", str(work / "ev")], "accuracy"),
         cli(["predict", str(run), str(image)], "5"),
+        cli(["export", str(run), "--format", "torchscript", "--out", str(work / "m.pt")],
+            "parity"),
     ], env, work)
 
     # 4. a new process loads what the others pushed, then 5. again offline from the cache
@@ -219,5 +222,6 @@ def test_every_public_entry_point_works_in_a_fresh_process(hub_env, tmp_path):
     functions = {n for n in public if n[0].islower() and n not in ("hookimpl",)}
     assert functions <= covered, functions - covered
     commands = {"zoo list", "zoo info", "zoo build", "zoo plugins", "zoo hash", "zoo convert",
-                "zoo cache", "zoo eval", "zoo predict", "zoo push", "zoo rank", "zoo finetune"}
+                "zoo cache", "zoo eval", "zoo predict", "zoo push", "zoo rank", "zoo finetune",
+                "zoo export", "zoo completion"}
     assert commands <= covered, commands - covered

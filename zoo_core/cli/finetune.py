@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from zoo_core.cli._config import add_config
 from zoo_core.cli.lr_find import lr_arg
 from zoo_core.errors import InvalidArgumentError
 from zoo_core.train._compare import run_default
@@ -130,6 +131,7 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         if not any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
                 and action.dest != "help":
             action.default = _Default(action.default)
+    add_config(p, _RECIPE)  # --config FILE, --print-config
     return p
 
 

@@ -1,4 +1,5 @@
-"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune, rank.
+"""The ``zoo`` command: list, info, plugins, build, convert, push, finetune, rank, export,
+completion.
 
 Only the standard library is imported at start; torch and friends load when a command
 needs a model.
@@ -7,6 +8,7 @@ needs a model.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import sys
@@ -16,7 +18,9 @@ from typing import Any
 
 from zoo_core import __version__
 from zoo_core.cli.cache import add_cli as add_cache_cli
+from zoo_core.cli.completion import add_cli as add_completion_cli
 from zoo_core.cli.evaluate import add_cli as add_evaluate_cli
+from zoo_core.cli.export import add_cli as add_export_cli
 from zoo_core.cli.finetune import add_cli as add_finetune_cli
 from zoo_core.cli.lr_find import add_cli as add_lr_find_cli
 from zoo_core.cli.models import add_cli as add_models_cli
@@ -27,12 +31,27 @@ from zoo_core.errors import ShadowedModelWarning, ZooError
 from zoo_core.hub._hub import add_cli as add_hub_cli
 
 
+def shown_default(action: argparse.Action) -> bool:
+    """Whether ``--help`` shows ``action``'s default: any value but unset (None, False,
+    SUPPRESS), compared by identity so that a default of 0 or 0.0 is shown."""
+    default = getattr(action.default, "value", action.default)  # finetune's _Default
+    return action.dest != "help" and not any(default is v for v in
+                                             (None, False, argparse.SUPPRESS))
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show each option's default, unless the help already explains it or it is unset."""
+    """Show each option's default, unless the help already explains it or it is unset;
+    an option without help text still gets a line with its default."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and shown_default(action):
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        if not shown_default(action) or "default" in text:
             return text
         return super()._get_help_string(action)
 
@@ -96,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_lr_find_cli(sub)  # zoo lr-find [MODEL] --data DIR
     add_evaluate_cli(sub)  # zoo eval MODEL --data DIR, zoo predict MODEL IMAGE...
     add_rank_cli(sub)  # zoo rank --data DIR [--models ...]
+    add_export_cli(sub)  # zoo export MODEL --format onnx --out FILE
+    add_completion_cli(sub, parser)  # zoo completion bash|zsh
     return parser
 
 

@@ -441,6 +441,8 @@ class Registry:
             spec = spec.replace(plugin=plugin.name, distribution=plugin.distribution,
                                 distribution_version=plugin.version)
             spec = apply_pins(spec, self.catalog.pins_for(plugin.name, name))
+            if spec.default_weights is None and spec.weights:  # what "default" loads, named
+                spec = spec.replace(default_weights=spec.weights[0].tag)
             self._spec_cache[key] = spec
             return spec
 

@@ -111,9 +111,19 @@ print(json.dumps(sorted({m for m in HEAVY_MODULES if m in sys.modules} - before)
 """
 
 
-def _heavy_in_fresh_process(name: str) -> tuple[str, ...] | None:
+_probed: dict[tuple[str, str, str], tuple[str, ...] | None] = {}
+
+
+def _heavy_in_fresh_process(name: str, dist: str, version: str) -> tuple[str, ...] | None:
     """What loading plugin ``name`` alone imports, in a new interpreter (this one may
-    have imported torch already). None when the probe cannot tell."""
+    have imported torch already); once per plugin version. None when it cannot tell."""
+    key = (name, dist, version)
+    if key not in _probed:
+        _probed[key] = _probe(name)
+    return _probed[key]
+
+
+def _probe(name: str) -> tuple[str, ...] | None:
     from zoo_core.registry._registry import ENV_ALLOW, ENV_BLOCK
 
     env = {**os.environ, ENV_ALLOW: name}
@@ -133,7 +143,7 @@ def registration_problems(registry: Registry, name: str, info: Any) -> list[str]
     warnings, heavy = registry.plugin_diagnosis(name)
     problems = list(warnings)
     if heavy is None and info.distribution != "<explicit>":
-        heavy = _heavy_in_fresh_process(name)
+        heavy = _heavy_in_fresh_process(name, info.distribution, info.version)
         if heavy:
             problems.append(heavy_import_message(name, info.distribution, info.version, heavy))
     if info.num_models == 0 and not warnings:

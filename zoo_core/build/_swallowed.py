@@ -134,15 +134,24 @@ def check_swallowed(spec: BackboneSpec, builder: Callable[..., Any], num_classes
 def ignored_known_args(spec: BackboneSpec, builder: Callable[..., Any],
                        num_classes: int) -> list[str]:
     """The well-known model arguments this builder would ignore (for ``check_plugin``)."""
-    keys = _through_var_kwargs(builder, sorted(_PROBES))
+    from zoo_core.build._validate import meta_model
+
+    keys = [k for k in _through_var_kwargs(builder, sorted(_PROBES))
+            if k not in spec.builder_kwargs]
+    if not keys:
+        return []
+    base = _fingerprint(meta_model(spec, builder, num_classes))
     out = []
     for key in keys:
-        if key in spec.builder_kwargs:
-            continue
-        try:
-            if _verdict(spec, builder, num_classes, {**spec.builder_kwargs,
-                                                     key: _PROBES[key][0]}, key) == "ignored":
-                out.append(key)
-        except Exception:  # noqa: BLE001 - a builder that rejects the value takes it
-            continue
+        for value in _PROBES[key]:
+            try:
+                changed = _fingerprint(meta_model(
+                    spec.replace(builder_kwargs={**spec.builder_kwargs, key: value}),
+                    builder, num_classes)) != base
+            except Exception:  # noqa: BLE001 - a builder that rejects the value reads it
+                changed = True
+            if changed:
+                break
+        else:
+            out.append(key)
     return out

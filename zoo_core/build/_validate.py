@@ -27,6 +27,7 @@ from zoo_core.build._author_checks import (
     registration_problems,
     structure_problems,
 )
+from zoo_core.build._swallowed import ignored_known_args
 from zoo_core.errors import SpecError, UnknownModelError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -222,7 +223,7 @@ def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
     from zoo_core.registry._registry import resolve_builder
 
     checked = ["builder", "head and stages exist", "registration order", "head width",
-               "nested stages", "first_conv", "default_weights"]
+               "nested stages", "first_conv", "default_weights", "ignored model arguments"]
     problems: list[str] = []
     notes: list[str] = []
     result = ModelCheck(spec.name, spec.plugin, spec.distribution)
@@ -239,6 +240,10 @@ def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
     problems += _layout_problems(model, spec, _PROBE_CLASSES)
     if not problems:
         problems += structure_problems(model, spec)
+        ignored = ignored_known_args(spec, builder, _PROBE_CLASSES)
+        if ignored:
+            notes.append(f"its builder takes **kwargs and ignores {', '.join(ignored)} (the "
+                         "model is the same with any value): build_model refuses them")
     default_problem = default_weights_problem(spec)
     if default_problem:
         problems.append(default_problem)

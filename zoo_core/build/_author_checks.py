@@ -104,7 +104,8 @@ def structure_problems(model: nn.Module, spec: BackboneSpec) -> list[str]:
 
 _PROBE = """
 import json, sys
-from zoo_core.registry._registry import HEAVY_MODULES, Registry
+from zoo_core.registry._plugin_health import HEAVY_MODULES
+from zoo_core.registry._registry import Registry
 before = {m for m in HEAVY_MODULES if m in sys.modules}
 Registry(strict=False)
 print(json.dumps(sorted({m for m in HEAVY_MODULES if m in sys.modules} - before)))

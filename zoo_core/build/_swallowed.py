@@ -43,6 +43,14 @@ _verdicts: dict[tuple[str, ...], str] = {}
 _lock = threading.Lock()
 
 
+def _meta(builder: Callable[..., Any], num_classes: int,
+          kwargs: Mapping[str, Any]) -> nn.Module:
+    """The model the builder builds, parameters on the meta device."""
+    from zoo_core.layout._layout import build_on_meta
+
+    return build_on_meta(lambda: builder(num_classes=num_classes, **kwargs))
+
+
 def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
     rows: list[Any] = []
     for name, module in model.named_modules():
@@ -74,11 +82,8 @@ def _through_var_kwargs(builder: Callable[..., Any], keys: list[str]) -> list[st
 def _verdict(spec: BackboneSpec, builder: Callable[..., Any], num_classes: int,
              kwargs: Mapping[str, Any], key: str) -> str:
     """"applied", "ignored" or "invisible" (unknown argument, no visible change)."""
-    from zoo_core.build._validate import meta_model
-
     def build(args: Mapping[str, Any]) -> tuple[Any, ...]:
-        return _fingerprint(meta_model(spec.replace(builder_kwargs=dict(args)), builder,
-                                       num_classes))
+        return _fingerprint(_meta(builder, num_classes, args))
 
     without = {k: v for k, v in kwargs.items() if k != key}
     base = build(without)
@@ -134,20 +139,20 @@ def check_swallowed(spec: BackboneSpec, builder: Callable[..., Any], num_classes
 def ignored_known_args(spec: BackboneSpec, builder: Callable[..., Any],
                        num_classes: int) -> list[str]:
     """The well-known model arguments this builder would ignore (for ``check_plugin``)."""
-    from zoo_core.build._validate import meta_model
-
     keys = [k for k in _through_var_kwargs(builder, sorted(_PROBES))
             if k not in spec.builder_kwargs]
     if not keys:
         return []
-    base = _fingerprint(meta_model(spec, builder, num_classes))
+    try:
+        base = _fingerprint(_meta(builder, num_classes, spec.builder_kwargs))
+    except Exception:  # noqa: BLE001 - the builder's own fault, reported by check_spec
+        return []
     out = []
     for key in keys:
         for value in _PROBES[key]:
             try:
-                changed = _fingerprint(meta_model(
-                    spec.replace(builder_kwargs={**spec.builder_kwargs, key: value}),
-                    builder, num_classes)) != base
+                changed = _fingerprint(_meta(builder, num_classes,
+                                             {**spec.builder_kwargs, key: value})) != base
             except Exception:  # noqa: BLE001 - a builder that rejects the value reads it
                 changed = True
             if changed:

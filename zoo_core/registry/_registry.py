@@ -18,7 +18,6 @@ import importlib
 import importlib.metadata
 import logging
 import os
-import sys
 import threading
 import traceback
 import warnings
@@ -38,6 +37,7 @@ from zoo_core.errors import (
 from zoo_core.registry._catalog import Catalog, apply_pins, block_reason, load_catalog
 from zoo_core.registry._messages import duplicate_message, shadowed_message, unknown_message
 from zoo_core.registry._name_cache import cached_family_list
+from zoo_core.registry._plugin_health import heavy_import_message, heavy_loaded, unmarked_hooks
 
 __all__ = ["ListedModel", "Registry", "get_model_info", "get_registry", "list_models",
            "list_plugins"]
@@ -50,8 +50,6 @@ ENV_ALLOW = "ZOO_CORE_PLUGINS"
 ENV_BLOCK = "ZOO_CORE_BLOCK_PLUGINS"
 ENV_NO_AUTOLOAD = "ZOO_CORE_DISABLE_PLUGIN_AUTOLOAD"
 HUB_PREFIX = "hf-hub:"
-# libraries whose import makes `zoo list` slow: registering a plugin must not import them
-HEAVY_MODULES = ("torch", "torchvision", "timm")
 
 
 def _env_flag(name: str) -> bool:
@@ -73,33 +71,14 @@ class _Plugin:
     families: list[BackboneFamily] = field(default_factory=list)
     # filled lazily from the on-disk name cache: model name -> (family, pretrained tags)
     family_names: dict[str, tuple[BackboneFamily, tuple[str, ...]]] | None = None
-    # what the plugin does wrong without failing (a hook without @hookimpl, torch imported)
-    warnings: list[str] = field(default_factory=list)
-    # heavy libraries loading it imported; None when one was imported before (unknown)
-    heavy_imports: tuple[str, ...] | None = None
+    warnings: list[str] = field(default_factory=list)  # see _plugin_health
+    heavy_imports: tuple[str, ...] | None = None  # torch... it imported (None: unknown)
 
     def info(self, num_models: int) -> PluginInfo:
-        error = self.error or ("warning: " + "; ".join(self.warnings) if self.warnings
-                               else None)
+        error = self.error or ("warning: " + "; ".join(self.warnings) if self.warnings else None)
         return PluginInfo(self.name, self.distribution, self.version, self.status,
                           error, num_models,
                           tuple(f"{f.name} {f.version}" for f in self.families))
-
-
-def _heavy_loaded() -> set[str]:
-    return {m for m in HEAVY_MODULES if m in sys.modules}
-
-
-def unmarked_hooks(obj: object) -> list[str]:
-    """Hook names of ``zoo_core.hookspecs`` that ``obj`` defines without ``@hookimpl``:
-    pluggy skips such functions silently, so the plugin registers nothing."""
-    from zoo_core import hookspecs
-
-    marker = f"{hookspecs.PROJECT_NAME}_impl"
-    names = [n for n, f in vars(hookspecs).items()
-             if callable(f) and hasattr(f, f"{hookspecs.PROJECT_NAME}_spec")]
-    return [n for n in names
-            if callable(getattr(obj, n, None)) and not hasattr(getattr(obj, n), marker)]
 
 
 @dataclass(frozen=True)
@@ -201,22 +180,19 @@ class Registry:
             plugin.error = block_reason(name, self.catalog, ENV_ALLOW, ENV_BLOCK)
             return
         stage = "importing"
-        before = _heavy_loaded()
+        before = heavy_loaded()
         try:
             obj = load()
             stage = "validating hooks of"
             self._pm.register(obj, name=name)
             impls = [i for i in self._pm.hook.register_backbones.get_hookimpls()
                      if i.plugin_name == name]
-            plugin.warnings += [
-                f"plugin {name!r} ({dist} {version}) defines {hook}() without "
-                f"@zoo_core.hookimpl, so pluggy ignores it and the plugin registers no "
-                f"models; decorate it with @zoo_core.hookimpl" for hook in unmarked_hooks(obj)]
+            plugin.warnings += unmarked_hooks(obj, f"plugin {name!r} ({dist} {version})")
             stage = "calling register_backbones(register) of"
             for impl in impls:
                 impl.function(register=lambda spec, p=plugin: self._register(p, spec))
-            if not before & set(HEAVY_MODULES):  # nothing heavy before: what it imported
-                plugin.heavy_imports = tuple(sorted(_heavy_loaded() - before))
+            if not before:  # nothing heavy imported before: what loading it imported
+                plugin.heavy_imports = tuple(sorted(heavy_loaded()))
                 if plugin.heavy_imports:
                     plugin.warnings.append(heavy_import_message(name, dist, version,
                                                                plugin.heavy_imports))
@@ -292,10 +268,9 @@ class Registry:
     # -- queries ---------------------------------------------------------------------
 
     def plugin_diagnosis(self, name: str) -> tuple[list[str], tuple[str, ...] | None]:
-        """What loading plugin ``name`` revealed: warnings, and the heavy libraries it
-        imported (None when that could not be seen: one was imported before)."""
-        plugin = self._plugins[name]
-        return list(plugin.warnings), plugin.heavy_imports
+        """Warnings about plugin ``name``, and the heavy libraries loading it imported
+        (None: unknown, one was imported before)."""
+        return list(self._plugins[name].warnings), self._plugins[name].heavy_imports
 
     def plugins(self) -> list[PluginInfo]:
         return [p.info(len(self._names_of(p))) for p in self._plugins.values()]
@@ -445,13 +420,6 @@ class Registry:
                 spec = spec.replace(default_weights=spec.weights[0].tag)
             self._spec_cache[key] = spec
             return spec
-
-
-def heavy_import_message(name: str, dist: str, version: str, heavy: Iterable[str]) -> str:
-    return (f"loading plugin {name!r} ({dist} {version}) imports "
-            f"{', '.join(heavy)}: importing its module and calling "
-            "register_backbones must stay cheap (`zoo list` pays for it); move heavy imports "
-            "into the builder function")
 
 
 # -- the default registry, built on first use -------------------------------------------

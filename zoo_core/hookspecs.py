@@ -41,7 +41,9 @@ def register_backbones(register: Callable[[Any], None]) -> None:
     ``spec`` is a :class:`zoo_core.BackboneSpec` (one architecture) or a
     :class:`zoo_core.BackboneFamily` (many architectures listed lazily, whose name list
     is cached on disk). Registering must be cheap: no downloads, and no import of torch,
-    timm or torchvision just to list names; put heavy imports inside the builder.
+    timm or torchvision just to list names; put heavy imports inside the builder
+    (``check_plugin`` fails a plugin whose loading imports them). Without the
+    ``@zoo_core.hookimpl`` marker pluggy ignores this function: ``zoo plugins`` warns.
 
     Registering a name twice within one plugin raises ``DuplicateModelError``; the same
     name from two plugins is allowed, but looking it up unqualified is then an error

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from zoo_core._specs import BackboneSpec, ModelInfo, WeightsSpec
+from zoo_core.build._author_checks import check_declared_modules, default_weights_problem, who
+from zoo_core.build._swallowed import check_swallowed
 from zoo_core.build._validate import call_builder, validate_built
-from zoo_core.errors import InvalidArgumentError, StrategyError, WeightsError
+from zoo_core.errors import InvalidArgumentError, SpecError, StrategyError, WeightsError
 from zoo_core.layout._model_args import adapt_data_config, check_caller_args
 from zoo_core.registry._registry import Registry, get_registry, resolve_builder
 from zoo_core.saved._sources import is_saved_model_name
@@ -163,15 +165,21 @@ def build_from_spec(
             f"model argument(s) {', '.join(clash)} of {spec.qualified_name!r} are set by its "
             f"plugin {spec.plugin!r} ({spec.distribution}); remove them from the call")
     kwargs = {**spec.builder_kwargs, **model_args}
+    if model_args:  # one the builder swallows through **kwargs is not recorded as applied
+        check_swallowed(spec, builder, num_classes, model_args)
 
     def construct() -> nn.Module:
         if not model_args:  # a builder that fails or returns no module: the plugin's bug
-            return call_builder(spec, builder, num_classes, kwargs)
-        try:
-            model = builder(num_classes=num_classes, **kwargs)
-        except Exception as exc:  # with the caller's model arguments: name them
-            raise _rejected(spec, model_args, exc) from exc
-        return call_builder(spec, lambda **_: model, num_classes, {})
+            model = call_builder(spec, builder, num_classes, kwargs)
+        else:
+            try:
+                model = builder(num_classes=num_classes, **kwargs)
+            except Exception as exc:  # with the caller's model arguments: name them
+                raise _rejected(spec, model_args, exc) from exc
+            model = call_builder(spec, lambda **_: model, num_classes, {})
+        # a head that names no module: said now, not as the weights' head keys not fitting
+        check_declared_modules(model, spec)
+        return model
 
     started = time.perf_counter()
     # 4. construct, 5. load weights (fast path: meta + mmap + assign), 6. head
@@ -291,6 +299,9 @@ def _weights_spec(spec: BackboneSpec, weights: object, strategy: Strategy) -> We
         source = os.fspath(weights)
         wspec = WeightsSpec(tag="custom", source=source, description="given by the caller")
     elif isinstance(weights, str):
+        problem = default_weights_problem(spec) if weights == "default" else None
+        if problem:  # else "default" silently means no pretrained weights at all
+            raise SpecError(f"{who(spec)}: {problem}")
         wspec = spec.weights_tag(weights)
         if wspec is None and weights != "default":
             tags = ", ".join(w.tag for w in spec.weights) or "none"

@@ -22,6 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo_core._specs import BackboneSpec, DataConfig, WeightsSpec
+from zoo_core.build._author_checks import (
+    default_weights_problem,
+    registration_problems,
+    structure_problems,
+)
+from zoo_core.build._swallowed import ignored_known_args
 from zoo_core.errors import SpecError, UnknownModelError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ModelCheck", "call_builder", "check_plugin", "check_spec", "hash_file",
            "meta_model", "validate_built"]
 
+PLUGIN_ROW = "(plugin)"  # ModelCheck.model of problems of the plugin as a whole
 _PROBE_CLASSES = 7919  # a prime no architecture uses as a width: the head must carry it
 
 
@@ -215,7 +222,8 @@ def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
     from zoo_core.layout._layout import forward_order
     from zoo_core.registry._registry import resolve_builder
 
-    checked = ["builder", "head and stages exist", "registration order", "head width"]
+    checked = ["builder", "head and stages exist", "registration order", "head width",
+               "nested stages", "first_conv", "default_weights", "ignored model arguments"]
     problems: list[str] = []
     notes: list[str] = []
     result = ModelCheck(spec.name, spec.plugin, spec.distribution)
@@ -230,6 +238,15 @@ def check_spec(spec: BackboneSpec, *, weights: bool = True) -> ModelCheck:
         return ModelCheck(spec.name, spec.plugin, spec.distribution, (str(exc),), (),
                           ("builder",))
     problems += _layout_problems(model, spec, _PROBE_CLASSES)
+    if not problems:
+        problems += structure_problems(model, spec)
+        ignored = ignored_known_args(spec, builder, _PROBE_CLASSES)
+        if ignored:
+            notes.append(f"its builder takes **kwargs and ignores {', '.join(ignored)} (the "
+                         "model is the same with any value): build_model refuses them")
+    default_problem = default_weights_problem(spec)
+    if default_problem:
+        problems.append(default_problem)
     if spec.data_config == DataConfig() and not any(w.data_config for w in spec.weights):
         notes.append("data_config is all defaults (3x224x224, ImageNet mean/std, bicubic); "
                      "declare DataConfig(...) if the model expects other input")
@@ -272,8 +289,10 @@ def check_plugin(name: str, *, pattern: str | None = None, weights: bool = True,
     """Validate every model a plugin registers (building each on the meta device).
 
     For a plugin's own test suite: raises one :class:`SpecError` listing every problem
-    (``raise_on_error=False`` returns them instead). ``pattern`` limits the models checked
-    (a large family such as timm's takes a while).
+    (``raise_on_error=False`` returns them instead). Problems of the plugin as a whole (a
+    hook without ``@hookimpl``, torch imported while registering, checked in a fresh
+    process) come first, as a row whose ``model`` is ``"(plugin)"``. ``pattern`` limits
+    the models checked (a large family such as timm's takes a while).
 
     >>> [c.ok for c in check_plugin("zoonet")]
     [True, True]
@@ -300,6 +319,10 @@ def check_plugin(name: str, *, pattern: str | None = None, weights: bool = True,
                                       (str(exc),)))
             continue
         results.append(check_spec(spec, weights=weights))
+    plugin_problems = registration_problems(reg, name, plugins[name])
+    if plugin_problems:  # the plugin as a whole: a row of its own, first
+        results.insert(0, ModelCheck(PLUGIN_ROW, name, plugins[name].distribution,
+                                     tuple(plugin_problems), (), ("registration",)))
     bad = [r for r in results if not r.ok]
     if bad and raise_on_error:
         lines = [f"{r.model}: {p}" for r in bad for p in r.problems]

@@ -58,10 +58,12 @@ def _meta_table(spec: Any, num_classes: int) -> Any:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from zoo_core.build._author_checks import default_weights_problem
     from zoo_core.registry._registry import get_model_info
 
     spec = get_model_info(args.name)
     default = spec.weights_tag("default")
+    problem = default_weights_problem(spec)
     num_classes = (default.num_classes if default is not None and default.num_classes
                    else 1000)
     info: dict[str, Any] = {
@@ -72,7 +74,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "stages": list(spec.stages),
         "data_config": spec.data_config.as_dict(),
         "license": spec.license,
-        "default_weights": default.tag if default is not None else None,
+        # as get_model_info() says it; a tag that does not exist is shown, with the fix
+        "default_weights": spec.default_weights,
         "weights": [
             {"tag": w.tag, "source": w.source, "sha256": w.sha256, "revision": w.revision,
              "num_classes": w.num_classes, "license": w.license}
@@ -82,15 +85,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     table = None if args.no_params else _meta_table(spec, num_classes)
     if table is not None:
         info["parameters"] = {"num_classes": num_classes, **table.as_dict()}
+    if problem:
+        info["problems"] = [problem]
     if args.json:
         _print_json(info)
         return 0
     for key, value in info.items():
+        if key == "problems":
+            continue
         if key == "weights":
             print(f"weights ({len(value)} tags):")
             for w in value:
                 pin = f" sha256={w['sha256']}" if w["sha256"] else " (not pinned)"
                 print(f"  {w['tag']:<24} {w['source']}{pin}")
+        elif key == "default_weights" and problem:
+            print(f"{key}: {value}  (error: {problem})")
         elif key != "parameters":
             print(f"{key}: {value}")
     if table is not None:

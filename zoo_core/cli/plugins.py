@@ -17,11 +17,16 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(json.dumps([{**p.__dict__, "provides": list(p.provides)} for p in rows],
                          indent=2))
     else:
-        print(f"{'plugin':<14} {'distribution':<20} {'version':<10} {'status':<8} "
-              f"{'models':>6}  provides")
+        # columns as wide as their longest entry: long plugin or distribution names
+        # keep the table aligned
+        w_name = max([14, *(len(p.name) for p in rows)])
+        w_dist = max([20, *(len(p.distribution) for p in rows)])
+        w_ver = max([10, *(len(p.version) for p in rows)])
+        print(f"{'plugin':<{w_name}} {'distribution':<{w_dist}} {'version':<{w_ver}} "
+              f"{'status':<8} {'models':>6}  provides")
         for p in rows:
-            print(f"{p.name:<14} {p.distribution:<20} {p.version:<10} {p.status:<8} "
-                  f"{p.num_models:>6}  {', '.join(p.provides) or '-'}")
+            print(f"{p.name:<{w_name}} {p.distribution:<{w_dist}} {p.version:<{w_ver}} "
+                  f"{p.status:<8} {p.num_models:>6}  {', '.join(p.provides) or '-'}")
             if p.error:
                 print(f"    {p.error}")
     return 1 if any(p.status == "failed" for p in rows) and args.strict else 0

@@ -50,9 +50,16 @@ RESERVED: dict[str, str] = {
     "checkpoint_path": "pass weights=<path to a .safetensors file>",
     "cache_dir": "set ZOO_CORE_CACHE (or HF_HOME for hf-hub: weights)",
     "features_only": "zoo_core builds classifiers; use timm directly for feature maps",
-    "scriptable": "not a model option zoo_core can record",
-    "exportable": "not a model option zoo_core can record",
-    "no_jit": "not a model option zoo_core can record",
+    "scriptable": ("timm's TorchScript switch is not a model option zoo_core records; build "
+                   "the model, then torch.jit.script(model), or call "
+                   "timm.create_model(name, scriptable=True) directly"),
+    "exportable": ("timm's export switch is not a model option zoo_core records; build the "
+                   "model, then torch.export.export(model, (example_input,)) or "
+                   "torch.onnx.export, or call timm.create_model(name, exportable=True) "
+                   "directly"),
+    "no_jit": ("timm's no-JIT switch is not a model option zoo_core records; call "
+               "timm.create_model(name, no_jit=True) directly, or wrap the build in "
+               "timm.layers.set_layer_config(no_jit=True)"),
     "pretrained_strict": "zoo_core always checks keys strictly",
 }
 

@@ -37,6 +37,7 @@ from zoo_core.errors import (
 from zoo_core.registry._catalog import Catalog, apply_pins, block_reason, load_catalog
 from zoo_core.registry._messages import duplicate_message, shadowed_message, unknown_message
 from zoo_core.registry._name_cache import cached_family_list
+from zoo_core.registry._plugin_health import heavy_import_message, heavy_loaded, unmarked_hooks
 
 __all__ = ["ListedModel", "Registry", "get_model_info", "get_registry", "list_models",
            "list_plugins"]
@@ -70,10 +71,13 @@ class _Plugin:
     families: list[BackboneFamily] = field(default_factory=list)
     # filled lazily from the on-disk name cache: model name -> (family, pretrained tags)
     family_names: dict[str, tuple[BackboneFamily, tuple[str, ...]]] | None = None
+    warnings: list[str] = field(default_factory=list)  # see _plugin_health
+    heavy_imports: tuple[str, ...] | None = None  # torch... it imported (None: unknown)
 
     def info(self, num_models: int) -> PluginInfo:
+        error = self.error or ("warning: " + "; ".join(self.warnings) if self.warnings else None)
         return PluginInfo(self.name, self.distribution, self.version, self.status,
-                          self.error, num_models,
+                          error, num_models,
                           tuple(f"{f.name} {f.version}" for f in self.families))
 
 
@@ -176,15 +180,22 @@ class Registry:
             plugin.error = block_reason(name, self.catalog, ENV_ALLOW, ENV_BLOCK)
             return
         stage = "importing"
+        before = heavy_loaded()
         try:
             obj = load()
             stage = "validating hooks of"
             self._pm.register(obj, name=name)
             impls = [i for i in self._pm.hook.register_backbones.get_hookimpls()
                      if i.plugin_name == name]
+            plugin.warnings += unmarked_hooks(obj, f"plugin {name!r} ({dist} {version})")
             stage = "calling register_backbones(register) of"
             for impl in impls:
                 impl.function(register=lambda spec, p=plugin: self._register(p, spec))
+            if not before:  # nothing heavy imported before: what loading it imported
+                plugin.heavy_imports = tuple(sorted(heavy_loaded()))
+                if plugin.heavy_imports:
+                    plugin.warnings.append(heavy_import_message(name, dist, version,
+                                                               plugin.heavy_imports))
         except Exception as exc:  # isolate: one broken plugin never takes the rest down
             plugin.specs.clear()
             plugin.families.clear()
@@ -255,6 +266,11 @@ class Registry:
         return out
 
     # -- queries ---------------------------------------------------------------------
+
+    def plugin_diagnosis(self, name: str) -> tuple[list[str], tuple[str, ...] | None]:
+        """Warnings about plugin ``name``, and the heavy libraries loading it imported
+        (None: unknown, one was imported before)."""
+        return list(self._plugins[name].warnings), self._plugins[name].heavy_imports
 
     def plugins(self) -> list[PluginInfo]:
         return [p.info(len(self._names_of(p))) for p in self._plugins.values()]
@@ -400,6 +416,8 @@ class Registry:
             spec = spec.replace(plugin=plugin.name, distribution=plugin.distribution,
                                 distribution_version=plugin.version)
             spec = apply_pins(spec, self.catalog.pins_for(plugin.name, name))
+            if spec.default_weights is None and spec.weights:  # what "default" loads, named
+                spec = spec.replace(default_weights=spec.weights[0].tag)
             self._spec_cache[key] = spec
             return spec
 

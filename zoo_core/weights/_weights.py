@@ -86,7 +86,7 @@ def _normalize_sha(sha256: str | None) -> str | None:
     if not re.fullmatch(r"[0-9a-f]{64}", value):
         raise InvalidArgumentError(
             f"sha256 {sha256!r} is not a sha256 digest (64 hex characters); "
-            "compute one with `sha256sum FILE` or zoo_core.weights._weights.sha256_file(FILE)"
+            "print the one to pin with `zoo hash FILE` (or zoo_core.hash_file(FILE))"
         )
     return value
 

@@ -48,7 +48,10 @@ def test_bf16_step_moves_every_trainable_param_and_no_frozen_one():
     assert frozen_bn and all(torch.equal(before[k], after[k]) for k in frozen_bn)
 
 
-def test_bf16_run_end_to_end(digits):
+def test_bf16_run_end_to_end(digits, monkeypatch):
+    from zoo_core.train import _runtime
+
+    monkeypatch.setattr(_runtime, "cpu_native_bf16", lambda: True)  # the cost warning: test_kit
     _, res = finetune("zoonet_s", digits, strategy="partial:1", epochs=1, precision="bf16",
                       **QUIET)
     assert res.extra["precision"] == "bf16" and 0 <= res.best_val_acc <= 1

@@ -97,7 +97,8 @@ def _run_pilot(candidates: tuple[str, ...], folder: FolderData, *, epochs: int, 
 def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, force: bool,
             device: Any, num_workers: int, say: _Printer, input_size: Any = None,
             epochs: int = 30, pilot: PilotFn | None = None,
-            progress: bool = False) -> tuple[str, str, bool, dict[str, Any]]:
+            progress: bool = False,
+            model_kwargs: Any = None) -> tuple[str, str, bool, dict[str, Any]]:
     """``auto``: measure, decide, explain. Returns (strategy, reason, forced, figures).
 
     Raises :class:`~zoo_core.TransferNotRecommendedError` (with ``.figures``) when the data
@@ -117,7 +118,7 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
     try:
         m = measure_transfer(model_name, folder, weights=weights, pretrained=pretrained,
                              seed=seed, device=device, num_workers=num_workers,
-                             input_size=input_size,
+                             input_size=input_size, model_kwargs=model_kwargs,
                              progress=lambda step: (bar.set_postfix_str(step), bar.update()))
     finally:
         bar.close()

@@ -59,7 +59,7 @@ class _Trainer:
     def __init__(self, *, model: nn.Module, kind: str, ctx: _Dist, train_ds: Any, val_ds: Any,
                  batch_size: int, num_workers: int, seed: int, cached: bool,
                  progress: bool, loss_fn: Any = None, mixup: Any = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, balance: str | None = None) -> None:
         import torch
 
         self.model = model
@@ -76,6 +76,8 @@ class _Trainer:
         self.progress = progress and ctx.main and sys.stderr.isatty()
         self.loss_fn = loss_fn if loss_fn is not None else torch.nn.CrossEntropyLoss()
         self.mixup = mixup
+        self.balance = balance  # "sampler": balanced draws each epoch; any: weighted probe
+        self.class_weights: list[float] | None = None
         self.updates = 0  # optimizer steps so far (EMA warmup counts them)
         self.solver: str | None = None  # "lbfgs": the head is solved, not trained (.probe)
         self.solver_info: dict[str, Any] = {}
@@ -185,6 +187,12 @@ class _Trainer:
 
     def _sampler(self, n: int, epoch: int) -> Any:
         from torch.utils.data import DistributedSampler
+
+        if self.balance == "sampler":
+            from zoo_core.train._balance import balanced_order
+
+            return balanced_order(self.train_ds.labels, seed=self.seed, epoch=epoch,
+                                  world=self.ctx.world, rank=self.ctx.rank)
 
         sampler = DistributedSampler(range(n), num_replicas=self.ctx.world, rank=self.ctx.rank,
                                      shuffle=True, seed=self.seed, drop_last=False)
@@ -303,7 +311,11 @@ class _Trainer:
         ctx = self.ctx
         rows = self.train_valid.nonzero().flatten().to(ctx.device)
         x, y = self.train_feats[rows], self.train_labels[rows]
-        info = solve_head(self.head, x, y, seed=self.seed) if ctx.main else None
+        sw = None
+        if self.balance is not None and self.class_weights is not None:
+            sw = torch.tensor(self.class_weights, dtype=torch.float64)[y.cpu()]
+        info = solve_head(self.head, x, y, seed=self.seed, sample_weight=sw) \
+            if ctx.main else None
         if ctx.active:
             state = ctx.broadcast({k: v.cpu() for k, v in self.head.state_dict().items()}
                                   if ctx.main else None)

@@ -36,7 +36,8 @@ class _HeadInputs:
 
 
 def _loader(dataset: Any, indices: Sequence[int] | None, batch_size: int, num_workers: int,
-            *, sampler: Any = None, generator: Any = None, pin: bool = False) -> Any:
+            *, sampler: Any = None, generator: Any = None, pin: bool = False,
+            persistent: bool = False) -> Any:
     import torch
     from torch.utils.data import DataLoader
 
@@ -46,7 +47,7 @@ def _loader(dataset: Any, indices: Sequence[int] | None, batch_size: int, num_wo
     if sampler is None:
         sampler = list(indices) if indices is not None else None
     if num_workers > 0:
-        kwargs["persistent_workers"] = False
+        kwargs["persistent_workers"] = persistent
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=num_workers, collate_fn=collate_skip,
                       generator=generator or torch.Generator().manual_seed(0),

@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo_core.train._dist import _Dist
 
 
+class UnusedArgumentWarning(UserWarning):
+    """An argument that the run's settings make irrelevant."""
+
+
 @dataclass
 class _Run:
     model: nn.Module
@@ -125,6 +129,13 @@ def train_lp_head(ctx: _Dist, opts: Any, run: _Run, say: _Printer) -> dict[str, 
                 can_solve(probe.head, probe.train_feats):
             probe.solver = "lbfgs"
         epochs = 1 if probe.solver else opts.lp_epochs or default_epochs("linear_probe")
+        if probe.solver and opts.lp_epochs is not None:
+            import warnings
+
+            warnings.warn(f"--lp-epochs {opts.lp_epochs} is unused: lp_ft's head is solved in "
+                          "one step by the lbfgs probe solver; pass --probe-solver sgd to "
+                          "train it for --lp-epochs epochs", UnusedArgumentWarning,
+                          stacklevel=2)
         lr = DEFAULT_LR["linear_probe"]
         head_recipe = Recipe(opt=run.recipe.opt, momentum=run.recipe.momentum,
                              weight_decay=run.recipe.weight_decay)

@@ -53,6 +53,19 @@ def _sync_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+class _EpochSampler:
+    """The trainer's sampler for the epoch it is set to (a persistent loader's sampler)."""
+
+    def __init__(self, trainer: _Trainer, n: int) -> None:
+        self.trainer, self.n, self.epoch = trainer, n, 1
+
+    def __iter__(self) -> Any:
+        return iter(self.trainer._sampler(self.n, self.epoch))
+
+    def __len__(self) -> int:
+        return len(self.trainer._sampler(self.n, self.epoch))
+
+
 class _Trainer:
     """One run's training state: the model (maybe wrapped), optimizer, data, features."""
 
@@ -93,6 +106,9 @@ class _Trainer:
         self.val_labels = self._labels(val_ds)
         self.val_local = list(range(ctx.rank, len(val_ds), ctx.world))
         self.net: Any = None
+        self._loader: Any = None  # with workers: the training loader, built once
+        self.run_bar: Any = None  # the run's progress bar (terminals), one step per batch
+        self._epoch_sampler: Any = None
 
     def _labels(self, ds: Any) -> Any:
         import torch
@@ -165,6 +181,7 @@ class _Trainer:
         """Undo accelerate's wrappers (DDP, the autocast forward) on the returned model."""
         if self.net is not None:
             self.ctx.acc.unwrap_model(self.net, keep_fp32_wrapper=False)
+        self._loader = self._epoch_sampler = None  # persistent workers end with the run
 
     def _set_train_mode(self) -> None:
         if self.kind == "linear_probe":
@@ -184,6 +201,13 @@ class _Trainer:
             for m in self.model.modules():
                 if isinstance(m, _BatchNorm):
                     m.eval()
+
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch on this rank (1 when the head is solved)."""
+        if self.solver:
+            return 1
+        n = len(self._sampler(len(self.train_ds), 1))
+        return max(1, -(-n // self.local_bs))
 
     def _sampler(self, n: int, epoch: int) -> Any:
         from torch.utils.data import DistributedSampler
@@ -262,6 +286,15 @@ class _Trainer:
             order = list(self._sampler(len(self.train_ds), epoch))
             batches: Any = [order[i:i + self.local_bs]
                             for i in range(0, len(order), self.local_bs)]
+        elif self.num_workers > 0:  # one loader for the run: its workers persist
+            if self._loader is None:
+                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + ctx.rank)
+                self._epoch_sampler = _EpochSampler(self, len(self.train_ds))
+                self._loader = _loader(self.train_ds, None, self.local_bs, self.num_workers,
+                                       sampler=self._epoch_sampler, generator=gen,
+                                       pin=ctx.device.type == "cuda", persistent=True)
+            self._epoch_sampler.epoch = epoch
+            batches = self._loader
         else:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 101 + ctx.rank)
             batches = _loader(self.train_ds, None, self.local_bs, self.num_workers,
@@ -292,6 +325,8 @@ class _Trainer:
                                         window_images=sum(
                                             sizes[window_start:window_start + window]))
             loss_sum, correct, seen = loss_sum + ls, correct + c, seen + n
+            if self.run_bar is not None:
+                self.run_bar.update(1)
             if seen and self.progress and (last or i == total - 1):
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
                                 refresh=False)

@@ -107,3 +107,16 @@ def test_compare_cell_prints_a_line_per_strategy_off_a_terminal(capsys):
     err = capsys.readouterr().err
     assert "digits5-9 (4/class): linear_probe val acc" in err
     assert "digits5-9 (4/class): finetune val acc" in err and "\r" not in err
+
+
+def test_off_a_terminal_long_loops_print_a_heartbeat(digits, capsys, monkeypatch):
+    from zoo_core.train import _heartbeat, finetune
+
+    monkeypatch.setattr(_heartbeat, "EVERY_SECONDS", 0.0)  # every batch, for the test
+    finetune("zoonet_s", digits, strategy="finetune", epochs=1, batch_size=8, threads=1,
+             verbose=False)
+    finetune("zoonet_s", digits, strategy="linear_probe", batch_size=8, threads=1,
+             verbose=False)
+    err = capsys.readouterr().err
+    assert "finetune epoch 1/1: 1/4 batches" in err and "finetune epoch 1/1: 4/4" in err
+    assert "features (train, once): 1/" in err and "\r" not in err

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from zoo_core.train._heartbeat import Heartbeat
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
@@ -79,8 +81,11 @@ def _extract(model: nn.Module, head_path: str, dataset: Any, indices: Sequence[i
     loader = _loader(dataset, indices, batch_size, num_workers, pin=device.type == "cuda")
     try:
         with torch.no_grad():
-            for batch in tqdm(loader, desc=desc, leave=False, disable=not progress,
+            tty = sys.stderr.isatty()
+            beat = Heartbeat(desc, len(loader), progress and not tty)
+            for batch in tqdm(loader, desc=desc, leave=False, disable=not (progress and tty),
                               file=sys.stderr):
+                beat.tick()
                 bad.extend(batch.bad)
                 if batch.x is None:
                     continue

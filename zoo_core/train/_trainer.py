@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo_core.errors import InvalidArgumentError
 from zoo_core.train._features import _extract_reusing, _gather_rows, _loader
+from zoo_core.train._heartbeat import Heartbeat
 from zoo_core.train._utils import _Printer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,6 +88,7 @@ class _Trainer:
         self.cached = cached
         # live bars on a terminal only: plain epoch lines (printed by the pipeline) in CI
         self.progress = progress and ctx.main and sys.stderr.isatty()
+        self.plain = progress and ctx.main and not sys.stderr.isatty()  # heartbeat lines
         self.loss_fn = loss_fn if loss_fn is not None else torch.nn.CrossEntropyLoss()
         self.mixup = mixup
         self.balance = balance  # "sampler": balanced draws each epoch; any: weighted probe
@@ -131,7 +133,7 @@ class _Trainer:
             feats, valid, bad, ok, n = _extract_reusing(
                 self.model, self.head_path, ds, local, known, batch_size=max(self.local_bs, 64),
                 num_workers=self.num_workers, device=ctx.device, check=True,
-                desc=f"features ({name}, once)", progress=self.progress)
+                desc=f"features ({name}, once)", progress=self.progress or self.plain)
             reused += n
             self._note_bad(bad)
             flags = ctx.gather_objects((ok, feats is not None))
@@ -305,7 +307,9 @@ class _Trainer:
         sizes = [min(self.local_bs, n_order - i) for i in range(0, n_order, self.local_bs)]
         bar = tqdm(batches, desc=f"{self.label} epoch {epoch}/{epochs}", leave=False,
                    file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+        beat = Heartbeat(f"{self.label} epoch {epoch}/{epochs}", total, self.plain)
         for i, item in enumerate(bar):
+            beat.tick()
             window_start = i - i % accumulate
             window = min(accumulate, total - window_start)
             last = i == window_start + window - 1

@@ -120,3 +120,13 @@ def test_off_a_terminal_long_loops_print_a_heartbeat(digits, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "finetune epoch 1/1: 1/4 batches" in err and "finetune epoch 1/1: 4/4" in err
     assert "features (train, once): 1/" in err and "\r" not in err
+
+
+@pytest.mark.slow
+def test_off_a_terminal_auto_prints_a_line_per_measuring_pass(digits, capsys):
+    from zoo_core.train import finetune
+
+    finetune("zoonet_s", digits, strategy="auto", epochs=1, threads=1, verbose=False)
+    err = capsys.readouterr().err
+    assert "auto: measured linear_probe features (1/3)" in err
+    assert "auto: measured random init features (3/3)" in err

@@ -316,7 +316,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     classes = folder.classes
     say(f"data        {source}: {len(folder.train)} train / {len(folder.val)} val images, "
         f"{folder.num_classes} classes ({folder.split})")
-    note_imbalance(folder, opts.balance, say, ctx.main)
+    note_imbalance(folder, opts.balance, say, ctx.main and folder is not opts.data)  # pilots: no
     if ckpt is not None:
         kind_str, reason = ckpt["strategy"], ckpt["reason"]
         forced, figures = bool(ckpt.get("forced")), dict(ckpt.get("figures") or {})

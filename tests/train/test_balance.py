@@ -133,3 +133,16 @@ def test_bad_model_kwargs_fail_before_any_work(digits):
         finetune("zoonet_s", digits, model_kwargs={"in_chans": 0}, **QUIET)
     with pytest.raises(zoo_core.InvalidArgumentError, match="pretrained"):
         finetune("zoonet_s", digits, model_kwargs={"pretrained": True}, **QUIET)
+
+
+def test_balance_and_model_kwargs_come_back_on_resume(skewed, tmp_path):
+    out = tmp_path / "r"
+    finetune("zoonet_s", skewed, strategy="finetune", epochs=1, balance="sampler",
+             model_kwargs={"drop_rate": 0.2}, out=out, **QUIET)
+    model, res = finetune(resume=True, out=out, epochs=2, **QUIET)  # nothing else given
+    assert res.resumed_from_epoch == 1 and model.head_drop.p == 0.2
+    run = json.loads((out / "run.json").read_text())
+    assert run["arguments"]["balance"] == "sampler"
+    assert run["arguments"]["model_kwargs"] == {"drop_rate": 0.2}
+    with pytest.raises(zoo_core.InvalidArgumentError, match="--balance loss.*sampler"):
+        finetune(resume=True, out=out, epochs=3, balance="loss", **QUIET)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 import time
 from typing import Any
 
+from zoo_core.cli import _finetune_kit as kit
 from zoo_core.cli._config import add_config
 from zoo_core.cli.lr_find import lr_arg
 from zoo_core.errors import InvalidArgumentError
@@ -81,8 +83,10 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1 for inputs up to 64x64, else the "
                         "cores available, at most 4)")
-    p.add_argument("--workers", "--num-workers", dest="num_workers", type=int, default=0,
-                   help="DataLoader worker processes")
+    p.add_argument("--workers", "--num-workers", dest="num_workers", type=int, default=None,
+                   help="DataLoader worker processes (default: 0 for inputs up to 64x64 on "
+                        "CPU; else half the cores on CPU (at most 4), every core on CUDA (at "
+                        "most 8); recorded in run.json)")
     g = p.add_argument_group("device speed (CUDA)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="NHWC images and weights (auto: on CUDA, where bf16/fp16 convolutions "
@@ -125,6 +129,7 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--compare", action="store_true",
                    help="run every strategy on the embedded task and print a table")
+    kit.add_flags(p)
     p.set_defaults(func=_cmd_finetune)
     for action in p._actions:  # which flags were typed: see _given
         # identity, not ==: a default of 0 or 0.0 (--seed, --mixup...) equals False
@@ -175,11 +180,13 @@ _SAME = ("model", "data", "strategy", "epochs", "batch_size", "lr", "seed", "val
          "per_class", "early_stop", "keep", "log_with", "push_to_hub", "resume", "overwrite",
          "force", "augment", "input_size", "precision", "accumulate", "threads",
          "num_workers", "lp_epochs", "probe_solver", "device", "out", "channels_last",
-         "compile")
+         "compile", "balance")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     args, given = _given(args)
+    if args.json and args.compare:
+        raise InvalidArgumentError("--json prints one run's record; drop it with --compare")
     if args.compare:
         if args.data is not None:
             raise InvalidArgumentError("--compare runs on the embedded dataset; drop --data")
@@ -196,18 +203,24 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         kwargs["weights"] = None if str(args.weights).lower() == "none" else args.weights
     if args.no_cache:
         kwargs["cache_features"] = False
+    if kit.model_kwargs(args) is not None:
+        kwargs["model_kwargs"] = kit.model_kwargs(args)
     if not args.resume and args.out is None:
         kwargs["out"] = os.path.join("runs", f"{args.model.replace('/', '_').replace(':', '_')}-"
                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
-    _, result = finetune(progress=not args.no_progress, **kwargs)
-    if int(os.environ.get("RANK", "0") or 0) == 0:
-        print()
-        print(result.summary())
-        run = shlex.quote(result.out_dir or "OUT")
-        best = shlex.quote(result.best_dir or "OUT/best")
-        print(f"\nnext       zoo eval {run}  (its validation split; --data DIR for other "
-              f"images)\n"
-              f"           zoo predict {best} IMAGE_OR_FOLDER...\n"
-              f"           zoo push {best} ORG/NAME")
-        sys.stdout.flush()
+    main = int(os.environ.get("RANK", "0") or 0) == 0
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        _, result = finetune(progress=not args.no_progress, **kwargs)
+        if main:
+            print()
+            print(result.summary())
+            run = shlex.quote(result.out_dir or "OUT")
+            best = shlex.quote(result.best_dir or "OUT/best")
+            print(f"\nnext       zoo eval {run}  (its validation split; --data DIR for other "
+                  f"images)\n"
+                  f"           zoo predict {best} IMAGE_OR_FOLDER...\n"
+                  f"           zoo push {best} ORG/NAME")
+            sys.stdout.flush()
+    if main and args.json:
+        print(kit.result_json(result), flush=True)
     return 0

@@ -48,6 +48,7 @@ class Skipped:
 
     name: str
     reason: str
+    count: int = 1  # models this entry stands for ("1118 models of plugin timm")
 
 
 def _entry_path(url: str) -> Path:
@@ -199,7 +200,8 @@ def find_candidates(patterns: Sequence[str] | None = None, *, progress: bool = F
             per_plugin[plugin] = per_plugin.get(plugin, 0) + 1
         skipped += [Skipped(f"{n} models of plugin {p}", "listed lazily and costly to "
                             "describe one by one (about a second each): name the ones to "
-                            "rank, e.g. --models 'resnet*'") for p, n in per_plugin.items()]
+                            "rank, e.g. --models 'resnet*'", count=n)
+                    for p, n in per_plugin.items()]
     for name in tqdm(list(names), desc="rank: finding weights", unit="model", leave=False,
                      disable=True if not progress or len(names) < 20 else None,
                      file=sys.stderr):

@@ -249,6 +249,47 @@ class _Scorer:
                       seconds=spent(), cached=cached, weights=cand.how)
 
 
+def _progress_line(row: Scored) -> str:
+    if row.status != "measured" or row.probe is None:
+        return f"{row.name}: {row.status} ({row.reason})"
+    return (f"{row.name}: probe {row.probe.mean:.3f} +-{row.probe.std:.3f}, {row.strategy}, "
+            f"{row.seconds:.1f} s" + (" (cached features)" if row.cached else ""))
+
+
+def settle_refusals(rows: list[Scored], *, chance: float) -> list[Scored]:
+    """"refuse" is for data with nothing to learn, so it is decided on the data, not per
+    model: one candidate's probe (a fold spread of a few sampled images per class is
+    wide, and a single model may not see the classes) is not the data's verdict. When any
+    measured candidate's probe, pretrained or random-init, beats chance by the learnable
+    margin (its standard error, not its fold spread, bounding the noise), the data has
+    something to learn and each refused candidate is recommended ``finetune`` instead;
+    otherwise every refusal stands."""
+    import dataclasses
+    import math
+
+    from zoo_core.registry._registry import get_registry
+
+    margin = get_registry().catalog.auto.learnable_margin
+    measured = [r for r in rows if r.status == "measured" and r.probe is not None]
+    best: tuple[float, str] | None = None
+    for r in measured:
+        for score, what in ((r.probe, "probe"), (r.random, "random-init probe")):
+            if score is None:
+                continue
+            se = score.std / math.sqrt(max(1, score.folds * score.repeats))
+            if score.mean - chance >= max(margin, 2.0 * se) and (
+                    best is None or score.mean > best[0]):
+                best = (score.mean, f"{r.name}'s {what}")
+    if best is None or not any(r.strategy == "refuse" for r in measured):
+        return rows
+    why = (f"the data has something to learn ({best[1]} {best[0]:.3f} "
+           f"beats chance {chance:.3f}), though this model's own probes do not show it "
+           "beyond their spread; a pretrained init still trains better than scratch on "
+           "little data")
+    return [dataclasses.replace(r, strategy="finetune", reason=why, pilot=())
+            if r.status == "measured" and r.strategy == "refuse" else r for r in rows]
+
+
 def _order(rows: list[Scored]) -> list[Scored]:
     """Measured best first (probe, then LogME), marking ties; then failed, then unreached."""
     import dataclasses
@@ -317,14 +358,18 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     # disable=None: tqdm draws on a terminal only (no \r lines in CI logs)
     bar = tqdm(candidates, desc="rank", unit="model", disable=None if progress else True,
                file=sys.stderr)
+    plain = progress and not sys.stderr.isatty()  # no bar: one line per candidate
     try:
-        for cand in bar:
+        for i, cand in enumerate(bar, 1):
             if stop():
                 rows.append(Scored(cand.name, "budget", reason="not measured: budget spent",
                                    weights=cand.how))
                 continue
             bar.set_postfix_str(cand.name)
             rows.append(scorer.score(cand))
+            if plain:
+                print(f"rank {i}/{len(candidates)} {_progress_line(rows[-1])}",
+                      file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         stopped.append("interrupted")
         done = {r.name for r in rows}
@@ -350,6 +395,7 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     links = sum(_is_link_skip(why) for _, why in folder.skipped)
     skipped_images = [list(s) for s in folder.skipped] + \
         [[p, "failed to decode"] for p in undecodable]
+    rows = settle_refusals(rows, chance=float(counts.max() / n))
     return Ranking(rows=tuple(_order(rows)), skipped=tuple(skipped), data=folder.root,
                    num_train=n, num_classes=folder.num_classes,
                    per_class=n / folder.num_classes, chance=float(counts.max() / n),

@@ -80,7 +80,8 @@ class Ranking:
                              "then LogME",
                 "confidence": confidence(self),
                 "rows": [r.as_dict() for r in self.rows],
-                "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
+                "skipped": [{"name": s.name, "reason": s.reason, "count": s.count}
+                            for s in self.skipped],
                 **self.extra}
 
     def summary(self, top: int | None = None) -> str:
@@ -165,8 +166,9 @@ def format_ranking(r: Ranking, top: int | None = None) -> str:
     if r.stopped:
         lines.append(f"stopped     {r.stopped}: the ranking covers what was measured so far")
     if r.skipped:
-        lines.append(f"skipped     {len(r.skipped)} (weights not available now, or not "
-                     "described):")
+        total = sum(s.count for s in r.skipped)
+        lines.append(f"skipped     {total} model{'s' if total != 1 else ''} not ranked, "
+                     "by reason:")
         by_reason: dict[str, list[str]] = {}
         for s in r.skipped:
             by_reason.setdefault(s.reason, []).append(s.name)

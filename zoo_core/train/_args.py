@@ -78,3 +78,18 @@ def default_threads(model: str | None = None,
     except AttributeError:  # pragma: no cover  (macOS, Windows)
         cores = os.cpu_count() or 1
     return max(1, min(4, cores))
+
+
+def check_log_with(log_with: str | None, out: Any) -> None:
+    if log_with not in (None, "tensorboard"):
+        raise InvalidArgumentError(f"--log-with: only 'tensorboard' is supported, got "
+                                   f"{log_with!r}")
+    if log_with == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None and \
+                importlib.util.find_spec("tensorboardX") is None:
+            raise InvalidArgumentError("--log-with tensorboard needs TensorBoard: pip install "
+                                       "'zoo-core[tensorboard]'")
+        if out is None:
+            raise InvalidArgumentError("--log-with tensorboard needs out=DIR (--out)")

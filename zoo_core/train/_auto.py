@@ -46,6 +46,12 @@ def _has_pretrained(model_name: str, weights: Any) -> bool:
         return False
 
 
+def _plain_step(step: str, bar: Any) -> None:
+    bar.zoo_done = getattr(bar, "zoo_done", 0) + 1  # a disabled bar does not count
+    print(f"auto: measured {step} features ({bar.zoo_done}/{bar.total})", file=sys.stderr,
+          flush=True)
+
+
 def fmt_measurements(m: Measurements) -> str:
     """The measured figures, in the words the decision uses."""
     def score(s: Any) -> str:
@@ -97,7 +103,8 @@ def _run_pilot(candidates: tuple[str, ...], folder: FolderData, *, epochs: int, 
 def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, force: bool,
             device: Any, num_workers: int, say: _Printer, input_size: Any = None,
             epochs: int = 30, pilot: PilotFn | None = None,
-            progress: bool = False) -> tuple[str, str, bool, dict[str, Any]]:
+            progress: bool = False,
+            model_kwargs: Any = None) -> tuple[str, str, bool, dict[str, Any]]:
     """``auto``: measure, decide, explain. Returns (strategy, reason, forced, figures).
 
     Raises :class:`~zoo_core.TransferNotRecommendedError` (with ``.figures``) when the data
@@ -114,11 +121,13 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
     bar = tqdm(total=RANDOM_INITS + int(pretrained), desc="auto: measuring features",
                unit="pass", leave=False, file=sys.stderr,
                disable=not (progress and sys.stderr.isatty()))  # no \r lines in CI logs
+    plain = progress and not sys.stderr.isatty()  # no bar: a line per measuring pass
     try:
         m = measure_transfer(model_name, folder, weights=weights, pretrained=pretrained,
                              seed=seed, device=device, num_workers=num_workers,
-                             input_size=input_size,
-                             progress=lambda step: (bar.set_postfix_str(step), bar.update()))
+                             input_size=input_size, model_kwargs=model_kwargs,
+                             progress=lambda step: (bar.set_postfix_str(step), bar.update(),
+                                                    plain and _plain_step(step, bar)))
     finally:
         bar.close()
     say(fmt_measurements(m))

@@ -65,18 +65,25 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
     # epoch bar below it says "partial:1 epoch 3/30"; CI logs get the cell's table)
     bar = tqdm(strategies, desc=task, unit="strategy", leave=False, file=sys.stderr,
                disable=not (progress and sys.stderr.isatty()))
+    plain = progress and not sys.stderr.isatty()  # no bar: one line per strategy
+    where = f"{task} ({per_class or 'all'}/class)"
     for s in bar:
         bar.set_description(f"{task} ({per_class or 'all'}/class): {s}")
         started = time.perf_counter()
         _, res = finetune(model, folder, strategy=s, epochs=epochs, seed=seed,
                           progress=progress, verbose=False)
         accs[s], seconds[s] = res.final_val_acc, time.perf_counter() - started
+        if plain:
+            print(f"{where}: {s} val acc {accs[s]:.3f} in {seconds[s]:.1f} s", file=sys.stderr,
+                  flush=True)
     bar.close()
     if not with_auto:
         return {"task": task, "per_class": per_class, "num_train": len(folder.train),
                 "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
                 "auto": None}
     started = time.perf_counter()
+    if plain:
+        print(f"{where}: auto measuring and deciding...", file=sys.stderr, flush=True)
     quiet = _Printer(False)
     try:
         choice, _, _, figures = _decide(

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from zoo_core.train._heartbeat import Heartbeat
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
@@ -36,7 +38,8 @@ class _HeadInputs:
 
 
 def _loader(dataset: Any, indices: Sequence[int] | None, batch_size: int, num_workers: int,
-            *, sampler: Any = None, generator: Any = None, pin: bool = False) -> Any:
+            *, sampler: Any = None, generator: Any = None, pin: bool = False,
+            persistent: bool = False) -> Any:
     import torch
     from torch.utils.data import DataLoader
 
@@ -46,7 +49,7 @@ def _loader(dataset: Any, indices: Sequence[int] | None, batch_size: int, num_wo
     if sampler is None:
         sampler = list(indices) if indices is not None else None
     if num_workers > 0:
-        kwargs["persistent_workers"] = False
+        kwargs["persistent_workers"] = persistent
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=num_workers, collate_fn=collate_skip,
                       generator=generator or torch.Generator().manual_seed(0),
@@ -78,8 +81,11 @@ def _extract(model: nn.Module, head_path: str, dataset: Any, indices: Sequence[i
     loader = _loader(dataset, indices, batch_size, num_workers, pin=device.type == "cuda")
     try:
         with torch.no_grad():
-            for batch in tqdm(loader, desc=desc, leave=False, disable=not progress,
+            tty = sys.stderr.isatty()
+            beat = Heartbeat(desc, len(loader), progress and not tty)
+            for batch in tqdm(loader, desc=desc, leave=False, disable=not (progress and tty),
                               file=sys.stderr):
+                beat.tick()
                 bad.extend(batch.bad)
                 if batch.x is None:
                     continue

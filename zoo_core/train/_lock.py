@@ -11,7 +11,9 @@ names the file it locked and otherwise tries again. Where ``fcntl`` does not exi
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,26 @@ def _read_pid(fd: int) -> str:
     except OSError:
         return ""
     return text if text.isdigit() else ""
+
+
+@contextlib.contextmanager
+def held_run_lock(ctx: Any, out: Path | None) -> Iterator[None]:
+    """Hold ``out``'s run lock (rank 0) for the whole run; every rank learns a refusal."""
+    lock = RunLock(out) if out is not None and ctx.main else None
+    refused = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except ZooError as exc:
+            refused = exc
+    message = ctx.broadcast(str(refused) if refused is not None else None) \
+        if out is not None else None
+    if refused is not None:
+        raise refused
+    if message:
+        raise RunLockedError(message)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()

@@ -77,9 +77,17 @@ class LoopConfig:
 def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Trainer,
                model: nn.Module, opt: Any, scheduler: Any, ema: Any, say: _Printer) -> None:
     """Train epochs ``cfg.start_epoch..cfg.epochs`` (or until early stopping)."""
+    from tqdm import tqdm
+
     exit_after = int(os.environ.get(EXIT_AFTER_EPOCH_ENV, "0") or 0)
     ckpt_dir = cfg.out_dir / "checkpoint" if cfg.out_dir is not None else None
     epoch = cfg.start_epoch
+    # On a terminal: the run's bar (ETA over every remaining epoch's batches) above the
+    # epoch's bar. Elsewhere: the plain epoch lines below.
+    run_bar = tqdm(total=(cfg.epochs - cfg.start_epoch + 1) * trainer.steps_per_epoch(),
+                   desc=f"run: {cfg.epochs} epochs", unit="batch", file=sys.stderr,
+                   disable=not trainer.progress, dynamic_ncols=True, leave=False)
+    trainer.run_bar = run_bar if trainer.progress else None
     try:
         for epoch in range(cfg.start_epoch, cfg.epochs + 1):
             scheduler.step(epoch - 1)
@@ -87,6 +95,7 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
             t0 = time.perf_counter()
             if trainer.solver:
                 tr_loss, tr_acc, n_seen = trainer.solve()
+                run_bar.update(1)
             else:
                 tr_loss, tr_acc, n_seen = trainer.train_epoch(
                     opt, epoch, cfg.epochs, accumulate=cfg.accumulate, ema=ema)
@@ -103,9 +112,12 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
             state.stale = 0 if improved else state.stale + 1
             if cfg.early_stop is not None and state.stale >= cfg.early_stop:
                 state.stopped_early = epoch
-            say(f"epoch {epoch:>3}/{cfg.epochs}  train loss {tr_loss:.4f} acc {tr_acc:.3f}  "
-                f"val loss {va_loss:.4f} acc {va_acc:.3f} ({n_val})  lr {lr_now:.2e}  "
-                f"{seconds:.2f}s" + ("  *best" if improved else ""))
+            run_bar.set_description(f"run: epoch {epoch}/{cfg.epochs} done, val acc "
+                                    f"{va_acc:.3f}", refresh=False)
+            with tqdm.external_write_mode(file=sys.stdout):  # the line above the bars
+                say(f"epoch {epoch:>3}/{cfg.epochs}  train loss {tr_loss:.4f} acc "
+                    f"{tr_acc:.3f}  val loss {va_loss:.4f} acc {va_acc:.3f} ({n_val})  lr "
+                    f"{lr_now:.2e}  {seconds:.2f}s" + ("  *best" if improved else ""))
             if ctx.acc.trackers:
                 ctx.acc.log({k: v for k, v in metrics.as_dict().items() if k != "epoch"},
                             step=epoch)
@@ -121,6 +133,7 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
                     f"{state.best_acc:.3f})")
                 break
     except KeyboardInterrupt:
+        run_bar.close()  # before the message below
         if ctx.main:
             # What state.json committed, not what was trained: a Ctrl-C while epoch N's
             # files were being written leaves the checkpoint of epoch N-1.
@@ -133,6 +146,9 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
             print(f"\ninterrupted {when}; {where}{cfg.resume_hint}",
                   file=sys.stderr, flush=True)
         raise
+    finally:
+        run_bar.close()
+        trainer.run_bar = None
 
 
 def _after_epoch(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, model: nn.Module,

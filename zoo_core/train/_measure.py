@@ -374,7 +374,8 @@ def measure_transfer(model_name: str, folder: FolderData, *, weights: Any = "def
                      pretrained: bool = True, seed: int = 0, batch_size: int = 64,
                      num_workers: int = 0, device: Any = "cpu",
                      input_size: tuple[int, int, int] | None = None,
-                     with_logme: bool = False, progress: Any = None) -> Measurements:
+                     with_logme: bool = False, progress: Any = None,
+                     model_kwargs: Any = None) -> Measurements:
     """Measure the pretrained and random-init features of ``model_name`` on ``folder``.
 
     ``progress``: an optional callable ``progress(step_name)`` called after each pass.
@@ -404,7 +405,7 @@ def measure_transfer(model_name: str, folder: FolderData, *, weights: Any = "def
     def features(strategy: str, w: Any, s: int, recal: bool) -> tuple[Any, Any]:
         _seed_all(s)
         m = build_model(model_name, folder.num_classes, strategy, weights=w,
-                        label_names=folder.classes, device=device)
+                        label_names=folder.classes, device=device, **(model_kwargs or {}))
         _set_input_size(m, input_size)
         x, y = extract_sample(m, folder, idx, batch_size=batch_size,
                               num_workers=num_workers, device=device, recalibrate=recal)

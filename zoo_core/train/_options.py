@@ -46,6 +46,8 @@ class _Options:
     lp_epochs: int | None
     probe_solver: str
     extra: dict[str, Any] = field(default_factory=dict)
+    balance: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def hyperparameters(self, kind: str, lr: float, epochs: int) -> dict[str, Any]:
         return {"model": self.model, "strategy": kind, "requested_strategy": self.strategy,
@@ -60,4 +62,5 @@ class _Options:
                 "early_stop": self.early_stop, "keep": self.keep,
                 "input_size": list(self.input_size) if self.input_size else None,
                 "sync_bn": self.sync_bn, "lp_epochs": self.lp_epochs,
-                "probe_solver": self.probe_solver, **self.recipe.as_dict()}
+                "probe_solver": self.probe_solver, "balance": self.balance,
+                "model_args": dict(self.model_kwargs), **self.recipe.as_dict()}

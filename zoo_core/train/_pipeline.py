@@ -56,18 +56,19 @@ Pipeline, top to bottom in :func:`finetune`:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo_core.errors import InvalidArgumentError, TransferNotRecommendedError, ZooError
+from zoo_core.layout._model_args import check_caller_args
 from zoo_core.train._args import check_args, default_threads, parse_input_size
 from zoo_core.train._auto import _decide
+from zoo_core.train._balance import check_balance, note_imbalance
 from zoo_core.train._checkpoint import _restore
 from zoo_core.train._defaults import (
     DEFAULT_BATCH_SIZE,
@@ -76,6 +77,7 @@ from zoo_core.train._defaults import (
     default_epochs,
 )
 from zoo_core.train._dist import _Dist
+from zoo_core.train._lock import held_run_lock
 from zoo_core.train._loop import EXIT_AFTER_EPOCH_ENV, EXIT_CODE, LoopConfig, LoopState
 from zoo_core.train._loop import run_epochs as _run_epochs
 from zoo_core.train._lr_find import auto_lr
@@ -85,6 +87,7 @@ from zoo_core.train._recipe import Recipe
 from zoo_core.train._report import _plot, _push, _write_metrics
 from zoo_core.train._results import FinetuneResult
 from zoo_core.train._resume import explicit_arguments, open_checkpoint, record_arguments
+from zoo_core.train._runtime import resolve_runtime
 from zoo_core.train._setup import build_run, prepare_training, train_lp_head
 from zoo_core.train._speed import resolve_speed
 from zoo_core.train._split_record import write_split
@@ -117,7 +120,7 @@ def finetune(
     push_to_hub: str | None = None,
     resume: bool | str | os.PathLike[str] = False,
     overwrite: bool = False,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: Any = None,
     progress: bool = True,
     verbose: bool = True,
@@ -135,6 +138,8 @@ def finetune(
     probe_solver: str = "lbfgs",
     channels_last: bool | str | None = None,
     compile: bool | str | None = None,
+    balance: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, FinetuneResult]:
     """Fine-tune ``model`` on an image folder; return ``(model, FinetuneResult)``.
 
@@ -169,6 +174,10 @@ def finetune(
     ``input_size`` (``S`` or ``(3, H, W)``) overrides the model's input size.
     ``channels_last`` (``auto``: on CUDA) and ``compile`` (``True`` or a torch.compile
     backend): :mod:`._speed`.
+    ``num_workers``: DataLoader workers (default :func:`._runtime.default_workers`).
+    ``balance``: ``"sampler"`` or ``"loss"`` for imbalanced classes (:mod:`._balance`).
+    ``model_kwargs``: passed to the model's builder (``in_chans``, ``drop_path_rate``...),
+    as :func:`zoo_core.build_model`'s keyword arguments; recorded and restored on resume.
     """
     import torch
 
@@ -176,7 +185,7 @@ def finetune(
     check_args(epochs=epochs if epochs is not None else 1, batch_size=batch_size,
                lr=None if lr == "auto" else lr,
                val_fraction=val_fraction, world=1, accumulate=accumulate, keep=keep,
-               early_stop=early_stop, threads=threads, num_workers=num_workers)
+               early_stop=early_stop, threads=threads, num_workers=num_workers or 0)
     if lp_epochs is not None:
         check_args(epochs=lp_epochs, batch_size=1, lr=None, val_fraction=0.0, world=1,
                    accumulate=1, keep=1, early_stop=None, threads=None, num_workers=0)
@@ -184,6 +193,8 @@ def finetune(
         raise InvalidArgumentError(f"--probe-solver must be one of {', '.join(SOLVERS)}, got "
                                    f"{probe_solver!r}")
     log_with = parse_log_with(log_with, out)
+    balance = check_balance(balance)
+    model_args = check_caller_args(dict(model_kwargs or {}), str(model))
     opts = _Options(
         model=model, data=data, strategy=strategy, epochs=epochs or 0,
         batch_size=batch_size, lr=lr, out=Path(out).expanduser() if out is not None else None,
@@ -199,45 +210,22 @@ def finetune(
             {} if isinstance(recipe, Recipe) or (isinstance(recipe, Mapping)
                                                  and "weight_decay" in recipe)
             else {"weight_decay": weight_decay})), early_stop=early_stop,
-        keep=keep, log_with=log_with, lp_epochs=lp_epochs, probe_solver=probe_solver)
+        keep=keep, log_with=log_with, lp_epochs=lp_epochs, probe_solver=probe_solver,
+        balance=balance, model_kwargs=model_args)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
     ctx = _Dist(device, precision=opts.precision, project_dir=opts.out)
     try:
         opts.extra["speed"] = resolve_speed(channels_last, compile, ctx.device)
+        opts = resolve_runtime(opts, ctx, num_workers)
         check_args(epochs=1, batch_size=batch_size, lr=None, val_fraction=0.0,
                    world=ctx.world, accumulate=1, keep=1, early_stop=None, threads=None,
                    num_workers=0)
-        with _locked(ctx, opts.out):
+        with held_run_lock(ctx, opts.out):
             return _finetune(ctx, wall_start, opts)
     finally:
         ctx.close()
         torch.set_num_threads(threads_before)
-
-
-@contextlib.contextmanager
-def _locked(ctx: _Dist, out: Path | None) -> Iterator[None]:
-    """Hold ``out``'s run lock (rank 0) for the whole run; every rank learns a refusal."""
-    from zoo_core.train._lock import RunLock, RunLockedError
-
-    lock = RunLock(out) if out is not None and ctx.main else None
-    refused = None
-    if lock is not None:
-        try:
-            lock.acquire()
-        except ZooError as exc:
-            refused = exc
-    message = ctx.broadcast(str(refused) if refused is not None else None) \
-        if out is not None else None
-    if refused is not None:
-        raise refused
-    if message:
-        raise RunLockedError(message)
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def make_pilot(model_name: str, **kwargs: Any) -> Any:
@@ -264,11 +252,12 @@ def _decide_strategy(ctx: _Dist, opts: _Options, folder: Any, say: _Printer,
             pilot = None if ctx.active else make_pilot(
                 opts.model, batch_size=opts.batch_size, seed=opts.seed, weights=opts.weights,
                 num_workers=opts.num_workers, device=ctx.device, input_size=opts.input_size,
-                precision=opts.precision, threads=opts.threads)
+                precision=opts.precision, threads=opts.threads, balance=opts.balance,
+                model_kwargs=opts.model_kwargs)
             decision = _decide(opts.model, folder, weights=opts.weights, seed=opts.seed,
                                force=opts.force, device=ctx.device,
                                num_workers=opts.num_workers, say=say,
-                               input_size=opts.input_size,
+                               input_size=opts.input_size, model_kwargs=opts.model_kwargs,
                                epochs=opts.epochs or DEFAULT_EPOCHS, pilot=pilot,
                                progress=opts.progress)
         except TransferNotRecommendedError as exc:
@@ -312,6 +301,7 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     classes = folder.classes
     say(f"data        {source}: {len(folder.train)} train / {len(folder.val)} val images, "
         f"{folder.num_classes} classes ({folder.split})")
+    note_imbalance(folder, opts.balance, say, ctx.main and folder is not opts.data)  # pilots: no
     if ckpt is not None:
         kind_str, reason = ckpt["strategy"], ckpt["reason"]
         forced, figures = bool(ckpt.get("forced")), dict(ckpt.get("figures") or {})
@@ -354,7 +344,8 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
         "input_size": list(net_model.zoo.data_config.input_size),
         "precision": opts.precision, "accumulate": opts.accumulate,
         "recipe": opts.recipe.as_dict(), "lp_epochs": opts.lp_epochs,
-        "probe_solver": opts.probe_solver,
+        "probe_solver": opts.probe_solver, "balance": opts.balance,
+        "model_args": dict(opts.model_kwargs) or None,
     }
     state = LoopState()
     start_epoch, resumed_from = 1, None

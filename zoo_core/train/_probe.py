@@ -94,10 +94,12 @@ def _cv_scores(x: Any, y: Any, n_classes: int, folds: Any) -> dict[float, tuple[
     return out
 
 
-def solve_head(head: nn.Module, feats: Any, labels: Any, *, seed: int) -> dict[str, Any]:
+def solve_head(head: nn.Module, feats: Any, labels: Any, *, seed: int,
+               sample_weight: Any = None) -> dict[str, Any]:
     """Fit ``head`` (an ``nn.Linear``) to ``feats`` (N, D) / ``labels`` (N,) in place:
     standardise, pick C by stratified k-fold accuracy (ties: the better log-loss), refit
-    on everything, fold the standardisation into the weights. Returns what was chosen."""
+    on everything (weighted per sample with ``sample_weight``), fold the standardisation
+    into the weights. Returns what was chosen."""
     import numpy as np
     import torch
     from sklearn.model_selection import StratifiedKFold
@@ -123,7 +125,9 @@ def solve_head(head: nn.Module, feats: Any, labels: Any, *, seed: int) -> dict[s
         c_value = max(C_GRID, key=lambda c: scores[c])
     else:  # a class with a single image: no cross-validation, scikit-learn's default C
         c_value = 1.0
-    w, b = _fit(xs, y, torch.ones(1, len(y), dtype=xs.dtype), k, c_value, max_iter=500)
+    sw = torch.ones(1, len(y), dtype=xs.dtype) if sample_weight is None else \
+        sample_weight.to(xs.dtype).reshape(1, -1)  # balance: scikit-learn's sample_weight
+    w, b = _fit(xs, y, sw, k, c_value, max_iter=500)
     w, b = w[0], b[0]
     # logits = ((x - mean) / scale) @ w + b  ==  x @ (w / scale) + (b - (mean / scale) @ w)
     weight = (w / scale[:, None]).T

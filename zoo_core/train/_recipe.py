@@ -150,10 +150,20 @@ def create_scheduler(optimizer: Any, recipe: Recipe, epochs: int) -> Any:
     return scheduler
 
 
-def create_loss(recipe: Recipe) -> Any:
+def create_loss(recipe: Recipe, class_weights: Any = None, device: Any = None) -> Any:
+    """The recipe's loss; ``class_weights`` (``balance="loss"``): cross-entropy weighted
+    per class, label smoothing kept."""
     import torch
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
+    if class_weights is not None:
+        if recipe.mixes:
+            from zoo_core.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("--balance loss does not combine with --mixup/--cutmix "
+                                       "(soft targets); use --balance sampler")
+        w = torch.tensor(list(class_weights), dtype=torch.float32, device=device)
+        return torch.nn.CrossEntropyLoss(weight=w, label_smoothing=float(recipe.smoothing))
     if recipe.mixes:
         return SoftTargetCrossEntropy()  # Mixup hands over smoothed soft targets
     if recipe.smoothing > 0:

@@ -38,7 +38,8 @@ FLAGS = {"model": "MODEL", "data": "--data", "strategy": "--strategy",
          "momentum": "--momentum", "layer_decay": "--layer-decay",
          "warmup_epochs": "--warmup-epochs", "warmup_lr": "--warmup-lr",
          "min_lr": "--min-lr", "smoothing": "--smoothing", "mixup": "--mixup",
-         "cutmix": "--cutmix", "ema_decay": "--ema"}
+         "cutmix": "--cutmix", "ema_decay": "--ema", "balance": "--balance",
+         "model_kwargs": "--in-chans/--drop-path-rate/--model-kwargs"}
 
 
 def data_path(data: Any) -> str | None:
@@ -67,7 +68,8 @@ def record_arguments(opts: Any, epochs: int) -> dict[str, Any]:
             "precision": opts.precision, "accumulate": opts.accumulate,
             "recipe": opts.recipe.as_dict(), "early_stop": opts.early_stop,
             "keep": opts.keep, "log_with": opts.log_with, "lp_epochs": opts.lp_epochs,
-            "probe_solver": opts.probe_solver, "sync_bn": opts.sync_bn}
+            "probe_solver": opts.probe_solver, "sync_bn": opts.sync_bn,
+            "balance": opts.balance, "model_kwargs": dict(opts.model_kwargs)}
 
 
 def explicit_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -109,6 +111,8 @@ def _normal(key: str, value: Any) -> Any:
         return dict(value) if isinstance(value, Mapping) else bool(value)
     if key == "strategy":
         return str(value)
+    if key == "model_kwargs":
+        return dict(value or {})
     return value
 
 
@@ -182,6 +186,8 @@ def resume_arguments(given: dict[str, Any]) -> dict[str, Any]:
         else:
             old = rec.get(key)
         new = _normal(key, value)
+        if key == "model_kwargs":
+            old = _normal(key, old)
         if key == "strategy" and new in (str(old), str(record.get("strategy"))):
             continue  # auto's choice, named explicitly, is the same run
         if not _same(new, old):

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from zoo_core.train._balance import class_counts, class_weights
 from zoo_core.train._defaults import DEFAULT_LR, LP_FT_LAYER_DECAY, default_epochs
 from zoo_core.train._probe import can_solve
 from zoo_core.train._recipe import (
@@ -24,6 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from zoo_core.train._dist import _Dist
+
+
+class UnusedArgumentWarning(UserWarning):
+    """An argument that the run's settings make irrelevant."""
 
 
 @dataclass
@@ -46,7 +51,7 @@ def build_run(ctx: _Dist, opts: Any, folder: Any, kind: Any, reason: str,
     _seed_all(opts.seed)
     model = build_model(opts.model, folder.num_classes, str(kind),
                         weights="default" if kind.kind == "scratch" else opts.weights,
-                        label_names=folder.classes, device=ctx.device)
+                        label_names=folder.classes, device=ctx.device, **opts.model_kwargs)
     model.zoo = model.zoo.replace(strategy_reason=reason)  # type: ignore[union-attr]
     _set_input_size(model, opts.input_size)
     if ctx.active:
@@ -63,11 +68,14 @@ def build_run(ctx: _Dist, opts: Any, folder: Any, kind: Any, reason: str,
         what = "augment=True" if opts.augment else "Mixup/CutMix"
         say(f"features    {what}: every epoch sees new random inputs, so the frozen "
             "backbone runs on every image every epoch (slow path, no feature cache)")
+    weights = class_weights(class_counts([y for _, y in folder.train], folder.num_classes))
     trainer = _Trainer(model=model, kind=kind.kind, label=str(kind), ctx=ctx, train_ds=train_ds,
                        val_ds=val_ds, batch_size=opts.batch_size,
                        num_workers=opts.num_workers, seed=opts.seed, cached=cached,
-                       progress=opts.progress, loss_fn=create_loss(recipe),
-                       mixup=create_mixup(recipe, folder.num_classes))
+                       progress=opts.progress, loss_fn=create_loss(
+                           recipe, weights if opts.balance == "loss" else None, ctx.device),
+                       mixup=create_mixup(recipe, folder.num_classes), balance=opts.balance)
+    trainer.class_weights = weights
     if cached and not trainer.prepare_cache(say):
         trainer.cached = cached = False
         say("features    the model's output is not its head applied to the head's input "
@@ -113,13 +121,21 @@ def train_lp_head(ctx: _Dist, opts: Any, run: _Run, say: _Printer) -> dict[str, 
                          val_ds=main.val_ds, batch_size=opts.batch_size,
                          num_workers=opts.num_workers, seed=opts.seed,
                          cached=opts.cache_features and not opts.augment,
-                         progress=opts.progress, loss_fn=main.loss_fn)
+                         progress=opts.progress, loss_fn=main.loss_fn, balance=opts.balance)
+        probe.class_weights = main.class_weights
         if probe.cached and not probe.prepare_cache(say):
             probe.cached = False
         if probe.cached and opts.probe_solver == "lbfgs" and \
                 can_solve(probe.head, probe.train_feats):
             probe.solver = "lbfgs"
         epochs = 1 if probe.solver else opts.lp_epochs or default_epochs("linear_probe")
+        if probe.solver and opts.lp_epochs is not None:
+            import warnings
+
+            warnings.warn(f"--lp-epochs {opts.lp_epochs} is unused: lp_ft's head is solved in "
+                          "one step by the lbfgs probe solver; pass --probe-solver sgd to "
+                          "train it for --lp-epochs epochs", UnusedArgumentWarning,
+                          stacklevel=2)
         lr = DEFAULT_LR["linear_probe"]
         head_recipe = Recipe(opt=run.recipe.opt, momentum=run.recipe.momentum,
                              weight_decay=run.recipe.weight_decay)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo_core.errors import InvalidArgumentError
 from zoo_core.train._features import _extract_reusing, _gather_rows, _loader
+from zoo_core.train._heartbeat import Heartbeat
 from zoo_core.train._utils import _Printer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,13 +54,26 @@ def _sync_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+class _EpochSampler:
+    """The trainer's sampler for the epoch it is set to (a persistent loader's sampler)."""
+
+    def __init__(self, trainer: _Trainer, n: int) -> None:
+        self.trainer, self.n, self.epoch = trainer, n, 1
+
+    def __iter__(self) -> Any:
+        return iter(self.trainer._sampler(self.n, self.epoch))
+
+    def __len__(self) -> int:
+        return len(self.trainer._sampler(self.n, self.epoch))
+
+
 class _Trainer:
     """One run's training state: the model (maybe wrapped), optimizer, data, features."""
 
     def __init__(self, *, model: nn.Module, kind: str, ctx: _Dist, train_ds: Any, val_ds: Any,
                  batch_size: int, num_workers: int, seed: int, cached: bool,
                  progress: bool, loss_fn: Any = None, mixup: Any = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, balance: str | None = None) -> None:
         import torch
 
         self.model = model
@@ -74,8 +88,11 @@ class _Trainer:
         self.cached = cached
         # live bars on a terminal only: plain epoch lines (printed by the pipeline) in CI
         self.progress = progress and ctx.main and sys.stderr.isatty()
+        self.plain = progress and ctx.main and not sys.stderr.isatty()  # heartbeat lines
         self.loss_fn = loss_fn if loss_fn is not None else torch.nn.CrossEntropyLoss()
         self.mixup = mixup
+        self.balance = balance  # "sampler": balanced draws each epoch; any: weighted probe
+        self.class_weights: list[float] | None = None
         self.updates = 0  # optimizer steps so far (EMA warmup counts them)
         self.solver: str | None = None  # "lbfgs": the head is solved, not trained (.probe)
         self.solver_info: dict[str, Any] = {}
@@ -92,6 +109,9 @@ class _Trainer:
         self.val_local = list(range(ctx.rank, len(val_ds), ctx.world))
         self.net: Any = None
         self.memory_format = torch.preserve_format  # channels_last under --channels-last
+        self._loader: Any = None  # with workers: the training loader, built once
+        self.run_bar: Any = None  # the run's progress bar (terminals), one step per batch
+        self._epoch_sampler: Any = None
 
     def _labels(self, ds: Any) -> Any:
         import torch
@@ -114,7 +134,7 @@ class _Trainer:
             feats, valid, bad, ok, n = _extract_reusing(
                 self.model, self.head_path, ds, local, known, batch_size=max(self.local_bs, 64),
                 num_workers=self.num_workers, device=ctx.device, check=True,
-                desc=f"features ({name}, once)", progress=self.progress)
+                desc=f"features ({name}, once)", progress=self.progress or self.plain)
             reused += n
             self._note_bad(bad)
             flags = ctx.gather_objects((ok, feats is not None))
@@ -173,6 +193,7 @@ class _Trainer:
         if self.net is not None:
             self.ctx.acc.unwrap_model(self.net, keep_fp32_wrapper=False,
                                       keep_torch_compile=False)
+        self._loader = self._epoch_sampler = None  # persistent workers end with the run
         import torch
 
         if self.memory_format == torch.channels_last:  # the returned model: plain NCHW
@@ -198,8 +219,21 @@ class _Trainer:
                 if isinstance(m, _BatchNorm):
                     m.eval()
 
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch on this rank (1 when the head is solved)."""
+        if self.solver:
+            return 1
+        n = len(self._sampler(len(self.train_ds), 1))
+        return max(1, -(-n // self.local_bs))
+
     def _sampler(self, n: int, epoch: int) -> Any:
         from torch.utils.data import DistributedSampler
+
+        if self.balance == "sampler":
+            from zoo_core.train._balance import balanced_order
+
+            return balanced_order(self.train_ds.labels, seed=self.seed, epoch=epoch,
+                                  world=self.ctx.world, rank=self.ctx.rank)
 
         sampler = DistributedSampler(range(n), num_replicas=self.ctx.world, rank=self.ctx.rank,
                                      shuffle=True, seed=self.seed, drop_last=False)
@@ -269,6 +303,15 @@ class _Trainer:
             order = list(self._sampler(len(self.train_ds), epoch))
             batches: Any = [order[i:i + self.local_bs]
                             for i in range(0, len(order), self.local_bs)]
+        elif self.num_workers > 0:  # one loader for the run: its workers persist
+            if self._loader is None:
+                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + ctx.rank)
+                self._epoch_sampler = _EpochSampler(self, len(self.train_ds))
+                self._loader = _loader(self.train_ds, None, self.local_bs, self.num_workers,
+                                       sampler=self._epoch_sampler, generator=gen,
+                                       pin=ctx.device.type == "cuda", persistent=True)
+            self._epoch_sampler.epoch = epoch
+            batches = self._loader
         else:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 101 + ctx.rank)
             batches = _loader(self.train_ds, None, self.local_bs, self.num_workers,
@@ -279,7 +322,9 @@ class _Trainer:
         sizes = [min(self.local_bs, n_order - i) for i in range(0, n_order, self.local_bs)]
         bar = tqdm(batches, desc=f"{self.label} epoch {epoch}/{epochs}", leave=False,
                    file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+        beat = Heartbeat(f"{self.label} epoch {epoch}/{epochs}", total, self.plain)
         for i, item in enumerate(bar):
+            beat.tick()
             window_start = i - i % accumulate
             window = min(accumulate, total - window_start)
             last = i == window_start + window - 1
@@ -300,6 +345,8 @@ class _Trainer:
                                         window_images=sum(
                                             sizes[window_start:window_start + window]))
             loss_sum, correct, seen = loss_sum + ls, correct + c, seen + n
+            if self.run_bar is not None:
+                self.run_bar.update(1)
             if seen and self.progress and (last or i == total - 1):
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
                                 refresh=False)
@@ -319,7 +366,11 @@ class _Trainer:
         ctx = self.ctx
         rows = self.train_valid.nonzero().flatten().to(ctx.device)
         x, y = self.train_feats[rows], self.train_labels[rows]
-        info = solve_head(self.head, x, y, seed=self.seed) if ctx.main else None
+        sw = None
+        if self.balance is not None and self.class_weights is not None:
+            sw = torch.tensor(self.class_weights, dtype=torch.float64)[y.cpu()]
+        info = solve_head(self.head, x, y, seed=self.seed, sample_weight=sw) \
+            if ctx.main else None
         if ctx.active:
             state = ctx.broadcast({k: v.cpu() for k, v in self.head.state_dict().items()}
                                   if ctx.main else None)

@@ -90,6 +90,27 @@ def test_a_runs_own_run_json_repeats_the_run(tmp_path, called):
         assert kwargs["recipe"]["mixup"] == 0.2 and kwargs["recipe"]["ema_decay"] == 0.99
 
 
+def test_run_json_model_kwargs_and_balance_come_back(tmp_path, called, capsys):
+    """A run with --model-kwargs / --balance repeats from its run.json (it records the
+    model kwargs as a mapping; the flag takes K=V items) and prints a config that reads
+    back to the same call."""
+    run = tmp_path / "run"
+    run.mkdir()
+    record = {**RUN_JSON, "arguments": {**RUN_JSON["arguments"], "balance": "loss",
+                            "model_kwargs": {"drop_rate": 0.1, "in_chans": 1,
+                                             "global_pool": "avg", "head_bias": None,
+                                             "legacy": False}}}
+    (run / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    kwargs = called("--config", str(run))
+    assert kwargs["balance"] == "loss"
+    assert kwargs["model_kwargs"] == {"drop_rate": 0.1, "in_chans": 1,
+                                      "global_pool": "avg", "head_bias": None, "legacy": False}
+    text = _printed(capsys, "--config", str(run))
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    assert called("--config", str(tmp_path / "c.yaml"))["model_kwargs"] == \
+        kwargs["model_kwargs"]
+
+
 @pytest.mark.parametrize("text, message", [
     ("batchsize: 8\n", r"unknown option 'batchsize'; did you mean 'batch_size'\?"),
     ("epochs: 2.5\n", "epochs must be an int, not 2.5"),

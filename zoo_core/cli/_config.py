@@ -147,6 +147,8 @@ def _convert(action: argparse.Action, key: str, value: Any, path: Path) -> Any:
             wanted = "true or false" if action.nargs == 0 else "a value"
             raise ConfigError(f"{where} must be {wanted}, not {value!r}")
         return (action.const if value else action.default) if action.nargs == 0 else value
+    if isinstance(action, argparse._AppendAction) and isinstance(value, (list, dict)):
+        return _append_items(value)  # --model-kwargs: {key: value} or ["key=value", ...]
     if isinstance(value, (list, dict)):
         raise ConfigError(f"{where} must be a single value, not {value!r}")
     if action.type is not None:
@@ -162,3 +164,16 @@ def _convert(action: argparse.Action, key: str, value: Any, path: Path) -> Any:
         raise ConfigError(f"{where} is {value!r}; choose from "
                           f"{', '.join(map(str, action.choices))}")
     return value
+
+
+def _text(value: Any) -> str:
+    """A model keyword argument's value as ``--model-kwargs`` parses it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else str(value)
+
+
+def _append_items(value: list[Any] | dict[str, Any]) -> list[str]:
+    if isinstance(value, dict):
+        return [f"{k}={_text(v)}" for k, v in value.items()]
+    return [str(v) for v in value]

@@ -256,11 +256,17 @@ def test_fast_path_is_zero_copy(weights):
     path = os.path.realpath(weights("tiny-cnn"))
     model, rep = build_and_load(lambda: TinyCNN(FILE_CLASSES), path, head="fc")
     assert rep.fast_path
-    ptr = model.conv2.weight.data_ptr()
     with open("/proc/self/maps") as f:
         spans = [line.split() for line in f]
-    mapped = [s for s in spans if len(s) >= 6 and s[5] == path]
-    assert any(int(s[0].split("-")[0], 16) <= ptr < int(s[0].split("-")[1], 16) for s in mapped)
+    mapped = [
+        (int(s[0].split("-")[0], 16), int(s[0].split("-")[1], 16))
+        for s in spans if len(s) >= 6 and s[5] == path
+    ]
+    tensors = list(model.parameters()) + list(model.buffers())
+    in_file = [t for t in tensors if any(lo <= t.data_ptr() < hi for lo, hi in mapped)]
+    assert in_file  # 64-byte aligned tensors of the file stay mapped
+    # every tensor, mapped or copied, is 64-byte aligned like torch's allocator's
+    assert all(t.data_ptr() % 64 == 0 for t in tensors if t.numel())
 
 
 # ---------------------------------------------------------------- new head (num_classes differs)

@@ -16,7 +16,9 @@ Fast path (``fast=True``, the default)
 2. The file is memory-mapped (``safetensors.torch.load_file`` maps the file in
    safetensors 0.8.0: the returned CPU tensors point into the mapping, nothing is read
    until touched) and assigned with ``load_state_dict(strict=False, assign=True)``, after
-   an on-purpose cast wherever the file's dtype differs from the model's.
+   an on-purpose cast wherever the file's dtype differs from the model's. A tensor not
+   64-byte aligned in the mapping is copied first (see ``_ALIGN``): the model then
+   computes bit for bit what timm's and torchvision's copying loaders compute.
 3. The same strict key checks as the normal path are applied; head parameters whose shape
    differs from the file's (new ``num_classes``) are materialised on CPU and the recorded
    init ops are replayed on them, so the new head is initialised the way the architecture
@@ -57,6 +59,12 @@ __all__ = ["LoadReport", "build_and_load"]
 logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 10
+# torch's CPU allocator hands out 64-byte aligned memory, so a parameter loaded by copying
+# (timm's and torchvision's loaders, the normal path) is always 64-byte aligned. A tensor
+# mapped from a safetensors file sits wherever the file puts it (often 16 or 48 mod 64):
+# oneDNN/MKL then pick other kernel paths and the logits differ in the last float32 bits.
+# Misaligned tensors are therefore copied; aligned ones stay mapped (zero-copy).
+_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -263,6 +271,8 @@ def _fast_path(
         target = expected.get(k)
         if target is not None and v.dtype != target.dtype:
             sd[k] = v.to(target.dtype)  # on purpose: an fp16 file still gives an fp32 model
+        elif v.data_ptr() % _ALIGN:
+            sd[k] = v.clone()  # see _ALIGN: the copy lands where torch's allocator puts it
 
     result = model.load_state_dict(sd, strict=False, assign=True)
     _check_keys(result.missing_keys, result.unexpected_keys, reinit, expected, shown)

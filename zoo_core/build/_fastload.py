@@ -13,12 +13,14 @@ Fast path (``fast=True``, the default)
    the public ``torch.nn.init`` functions) skips the data-only initialisation ops on those
    meta parameters and RECORDS them per parameter (``.data``/``.detach()`` aliases are
    followed).
-2. The file is memory-mapped (``safetensors.torch.load_file`` maps the file in
-   safetensors 0.8.0: the returned CPU tensors point into the mapping, nothing is read
-   until touched) and assigned with ``load_state_dict(strict=False, assign=True)``, after
-   an on-purpose cast wherever the file's dtype differs from the model's. A tensor not
-   64-byte aligned in the mapping is copied first (see ``_ALIGN``): the model then
-   computes bit for bit what timm's and torchvision's copying loaders compute.
+2. The file is read into one buffer with every tensor at a 64-byte aligned offset
+   (:mod:`zoo_core.build._aligned_read`: a few ``preadv`` calls, no per-tensor
+   allocation), where torch's allocator would put it: the model then computes bit for bit
+   what timm's and torchvision's copying loaders compute (a tensor mapped at 16 or 48 mod
+   64 made oneDNN/MKL take other kernel paths). A file that reader does not handle is
+   memory-mapped by ``safetensors.torch.load_file`` and its misaligned tensors copied.
+   The tensors are assigned with ``load_state_dict(strict=False, assign=True)``, after
+   an on-purpose cast wherever the file's dtype differs from the model's.
 3. The same strict key checks as the normal path are applied; head parameters whose shape
    differs from the file's (new ``num_classes``) are materialised on CPU and the recorded
    init ops are replayed on them, so the new head is initialised the way the architecture
@@ -30,11 +32,12 @@ Fast path (``fast=True``, the default)
 Normal path: ``construct()``, load the file, drop mismatching head keys,
 ``load_state_dict(strict=False)`` (copies), then the same strict key checks.
 
-Parameters returned by the fast path are backed by the mapped file (a private,
-copy-on-write mapping: training never writes to the file). Whoever manages the weight cache
-must therefore replace cache files only by writing a new file and renaming it over the old
-one, never by truncating or rewriting a file in place (a mapped page could change or raise
-SIGBUS).
+Parameters returned by the fast path share one CPU buffer (read from the file, never
+mapped) unless the file had to be mapped (above): then aligned tensors stay backed by the
+mapped file (a private, copy-on-write mapping: training never writes to the file), and
+whoever manages the weight cache must replace cache files only by writing a new file and
+renaming it over the old one, never by truncating or rewriting a file in place (a mapped
+page could change or raise SIGBUS).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo_core.build._aligned_read import ALIGN, read_aligned
 from zoo_core.errors import WeightsError
 from zoo_core.layout._meta_build import _active_recorder, _construct_on_meta, _FastPathUnsupported
 from zoo_core.weights._adapt_weights import Adapter
@@ -59,12 +63,6 @@ __all__ = ["LoadReport", "build_and_load"]
 logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 10
-# torch's CPU allocator hands out 64-byte aligned memory, so a parameter loaded by copying
-# (timm's and torchvision's loaders, the normal path) is always 64-byte aligned. A tensor
-# mapped from a safetensors file sits wherever the file puts it (often 16 or 48 mod 64):
-# oneDNN/MKL then pick other kernel paths and the logits differ in the last float32 bits.
-# Misaligned tensors are therefore copied; aligned ones stay mapped (zero-copy).
-_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -105,6 +103,20 @@ def _open_weights(path: str, shown: str) -> dict[str, torch.Tensor]:
             "or not a .safetensors file: delete it and download it again, or convert the "
             "checkpoint with zoo_core.convert_checkpoint."
         ) from exc
+
+
+def _open_aligned(path: str, shown: str) -> dict[str, torch.Tensor]:
+    """The file's tensors, each 64-byte aligned (see ``_aligned_read``): read into one
+    buffer, or mapped where the file cannot be read that way, misaligned ones then copied."""
+    if os.path.isfile(path):  # (a FIFO would block in open(); _open_weights says so)
+        sd = read_aligned(path)
+        if sd is not None:
+            return sd
+    sd = _open_weights(path, shown)
+    for k, v in sd.items():
+        if v.data_ptr() % ALIGN:
+            sd[k] = v.clone()  # the copy lands where torch's allocator puts it: aligned
+    return sd
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -260,7 +272,7 @@ def _fast_path(
             rec.ops[i] = []
     rec.empty_ptrs.clear()  # (rec.keep stays: alias ids must not be reused while replaying)
 
-    sd = _open_weights(path, shown)
+    sd = _open_aligned(path, shown)
     dtype = _weights_dtype(sd)
     if adapt is not None:  # reads shapes only: meta parameters are fine
         sd = adapt(sd, expected, model)
@@ -271,8 +283,6 @@ def _fast_path(
         target = expected.get(k)
         if target is not None and v.dtype != target.dtype:
             sd[k] = v.to(target.dtype)  # on purpose: an fp16 file still gives an fp32 model
-        elif v.data_ptr() % _ALIGN:
-            sd[k] = v.clone()  # see _ALIGN: the copy lands where torch's allocator puts it
 
     result = model.load_state_dict(sd, strict=False, assign=True)
     _check_keys(result.missing_keys, result.unexpected_keys, reinit, expected, shown)

@@ -1,0 +1,113 @@
+"""Read a safetensors file into one buffer with every tensor 64-byte aligned.
+
+Why: torch's CPU allocator hands out 64-byte aligned memory, so a model loaded by copying
+(timm's and torchvision's loaders) has 64-byte aligned parameters. Tensors mapped from a
+safetensors file sit wherever the file puts them (an int64 ``num_batches_tracked`` of 8
+bytes shifts every later offset): oneDNN/MKL then take other kernel paths and the logits
+differ in the last float32 bits (issue 19). :func:`read_aligned` lays the tensors out at
+64-byte aligned offsets of ONE ``torch.empty`` buffer and fills it with a few ``preadv``
+calls straight from the page cache (one system call per 1024 tensors, no per-tensor
+allocation, no second copy).
+
+It returns ``None`` (the caller then uses ``safetensors.torch.load_file``, which also
+gives the right error for a broken file) for anything it does not handle itself: a header
+it cannot parse or validate, a dtype it does not know, a short read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import torch
+
+__all__ = ["ALIGN", "read_aligned"]
+
+ALIGN = 64  # torch's CPU allocator alignment (c10::gAlignment)
+_IOV_MAX = 1024
+_MAX_HEADER = 100_000_000
+_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def _layout(header: dict) -> list[tuple[str, torch.dtype, list[int], int, int]] | None:
+    """(name, dtype, shape, file offset in the data section, nbytes), in file order."""
+    entries = []
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(e, dict) or e.get("dtype") not in _DTYPES:
+            return None
+        shape, offs = e.get("shape"), e.get("data_offsets")
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            return None
+        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs)):
+            return None
+        dtype = _DTYPES[e["dtype"]]
+        numel = 1
+        for d in shape:
+            numel *= d
+        begin, end = offs
+        if end - begin != numel * dtype.itemsize or begin < 0:
+            return None
+        entries.append((name, dtype, shape, begin, end - begin))
+    entries.sort(key=lambda x: x[3])
+    pos = 0
+    for _, _, _, begin, nbytes in entries:  # contiguous, no gap, no overlap
+        if begin != pos:
+            return None
+        pos += nbytes
+    return entries
+
+
+def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
+    """The file's tensors, each 64-byte aligned in one shared CPU buffer; or ``None``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        prefix = os.pread(fd, 8, 0)
+        if len(prefix) != 8:
+            return None
+        (hlen,) = struct.unpack("<Q", prefix)
+        if hlen > min(_MAX_HEADER, size - 8):
+            return None
+        try:
+            header = json.loads(os.pread(fd, hlen, 8))
+        except ValueError:
+            return None
+        if not isinstance(header, dict):
+            return None
+        entries = _layout(header)
+        if entries is None or 8 + hlen + sum(e[4] for e in entries) != size:
+            return None
+        places, total = [], 0
+        for *_, nbytes in entries:
+            places.append(total)
+            total += -(-nbytes // ALIGN) * ALIGN
+        buf = torch.empty(max(total, 1), dtype=torch.uint8)
+        if buf.data_ptr() % ALIGN:  # never with torch's allocator; do not guess
+            return None
+        view = memoryview(buf.numpy())
+        iov = [view[p:p + e[4]] for p, e in zip(places, entries, strict=True) if e[4]]
+        offset = 8 + hlen
+        for i in range(0, len(iov), _IOV_MAX):
+            chunk = iov[i:i + _IOV_MAX]
+            want = sum(len(b) for b in chunk)
+            if os.preadv(fd, chunk, offset) != want:
+                return None  # short read (file changed under us): let safetensors decide
+            offset += want
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    out = {}
+    for (name, dtype, shape, _, nbytes), p in zip(entries, places, strict=True):
+        out[name] = buf[p:p + nbytes].view(dtype).view(shape)
+    return out

@@ -247,6 +247,62 @@ def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
     owner._parameters[leaf] = value
 
 
+def _plain_loading(model: nn.Module) -> bool:
+    """Whether ``load_state_dict(assign=True)`` would only assign, module by module."""
+    import torch.nn.modules.module as mm
+    from torch.nn.modules.batchnorm import _NormBase
+
+    if type(model).load_state_dict is not nn.Module.load_state_dict:
+        return False
+    if mm._global_parameter_registration_hooks or mm._global_buffer_registration_hooks:
+        return False
+    if torch.__future__.get_swap_module_params_on_conversion():
+        return False
+    plain = (nn.Module._load_from_state_dict, _NormBase._load_from_state_dict)
+    for m in model.modules():
+        cls = type(m)
+        if cls._load_from_state_dict not in plain or m._load_state_dict_pre_hooks:
+            return False
+        if m._load_state_dict_post_hooks or cls.set_extra_state is not nn.Module.set_extra_state:
+            return False
+    return True
+
+
+def _assign(model: nn.Module, sd: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """``load_state_dict(sd, strict=False, assign=True)`` for a model where that only assigns
+    (:func:`_plain_loading`): (missing, unexpected) keys. Shapes were checked before."""
+    missing, seen = [], set()
+    for mname, m in model.named_modules(remove_duplicate=False):
+        prefix = mname + "." if mname else ""
+        for name, p in m._parameters.items():
+            if p is None:
+                continue
+            v = sd.get(prefix + name)
+            if v is None:
+                missing.append(prefix + name)
+                continue
+            seen.add(prefix + name)
+            m._parameters[name] = nn.Parameter(v, requires_grad=p.requires_grad)
+        for name, b in m._buffers.items():
+            if b is None or name in m._non_persistent_buffers_set:
+                continue
+            v = sd.get(prefix + name)
+            if v is None:
+                # _NormBase fills a num_batches_tracked missing from a file without version
+                if not (name == "num_batches_tracked" and isinstance(m, _norm_base())):
+                    missing.append(prefix + name)
+                continue
+            seen.add(prefix + name)
+            m._buffers[name] = v
+    return missing, [k for k in sd if k not in seen]
+
+
+def _norm_base() -> type:
+    from torch.nn.modules.batchnorm import _NormBase
+
+    return _NormBase
+
+
 def _fast_path(
     construct: Callable[[], nn.Module], path: str, head: str, shown: str,
     adapt: Adapter | None = None,
@@ -284,8 +340,12 @@ def _fast_path(
         if target is not None and v.dtype != target.dtype:
             sd[k] = v.to(target.dtype)  # on purpose: an fp16 file still gives an fp32 model
 
-    result = model.load_state_dict(sd, strict=False, assign=True)
-    _check_keys(result.missing_keys, result.unexpected_keys, reinit, expected, shown)
+    if _plain_loading(model):
+        missing, unexpected = _assign(model, sd)
+    else:
+        result = model.load_state_dict(sd, strict=False, assign=True)
+        missing, unexpected = result.missing_keys, result.unexpected_keys
+    _check_keys(missing, unexpected, reinit, expected, shown)
     del sd
 
     # Re-tie parameters that were one object under several names (assign split them).

@@ -384,7 +384,8 @@ def _patched_register_parameter(module: nn.Module, name: str, param: nn.Paramete
     rec = _active_recorder()  # other threads building meanwhile are left alone
     if rec is None or param is None:
         return
-    module._parameters[name] = rec.to_meta(module._parameters[name])
+    with torch._C.DisableTorchFunction():  # our own bookkeeping ops: not the model's
+        module._parameters[name] = rec.to_meta(module._parameters[name])
 
 
 def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> Callable[..., Any]:

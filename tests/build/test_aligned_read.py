@@ -68,3 +68,19 @@ def test_what_it_does_not_handle_is_left_to_safetensors(tmp_path, content):
 
 def test_missing_file_is_left_to_the_caller(tmp_path):
     assert read_aligned(str(tmp_path / "none.safetensors")) is None
+
+
+def test_large_file_in_a_huge_page_buffer(tmp_path):
+    """Over 4 MiB the buffer starts on a 2 MiB boundary (transparent huge pages)."""
+    g = torch.Generator().manual_seed(0)
+    tensors = {f"w{i}": torch.randn(1000 + i, 300, generator=g) for i in range(5)}
+    tensors["n"] = torch.tensor(3)
+    path = str(tmp_path / "big.safetensors")
+    safetensors_torch.save_file(tensors, path)
+    got = read_aligned(path)
+    assert got is not None
+    for k, v in tensors.items():
+        assert torch.equal(got[k], v), k
+        assert got[k].data_ptr() % 64 == 0
+    first = min(t.data_ptr() for t in got.values())
+    assert first % (2 << 20) == 0

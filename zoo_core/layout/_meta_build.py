@@ -404,6 +404,28 @@ def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> C
 
 _ORIG_INIT_BY_ID = {id(f): f for f in _ORIG_NN_INIT.values()}
 
+# Calls that only read metadata and return no tensor: nothing to record, skip, alias or
+# taint (``is_meta`` and ``.data`` are NOT here: dispatch watches them). About half of
+# what construction calls (efficientnet_b0: 641 of 1150), so they bypass dispatch.
+_PASSTHROUGH = frozenset(
+    id(f) for f in (
+        torch._C._set_grad_enabled,
+        torch.Tensor.dim,
+        torch.Tensor.size,
+        torch.Tensor.numel,
+        torch.Tensor.stride,
+        torch.Tensor.is_contiguous,
+        torch.Tensor.is_floating_point,
+        torch.Tensor.is_complex,
+    )
+)
+# Property reads arrive as ``<descriptor>.__get__`` (a new bound wrapper each time): keyed
+# by the descriptor.
+_PASSTHROUGH_PROPS = frozenset(
+    id(getattr(torch.Tensor, name))
+    for name in ("shape", "ndim", "dtype", "device", "grad_fn", "requires_grad", "is_leaf")
+)
+
 
 class _RecordingMode(TorchFunctionMode):
     def __init__(self, rec: _Recorder) -> None:
@@ -412,6 +434,11 @@ class _RecordingMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
+        if id(func) in _PASSTHROUGH or (
+            id(getattr(func, "__self__", None)) in _PASSTHROUGH_PROPS
+            and getattr(func, "__name__", "") == "__get__"
+        ):
+            return func(*args, **kwargs)
         if id(func) in _ORIG_INIT_BY_ID:  # overridable nn.init fn bound by name elsewhere
             return self.rec.intercept_init(func, args, kwargs)
         return self.rec.dispatch(func, args, kwargs)

@@ -221,24 +221,16 @@ def _normal_path(
     return model, dropped, dtype
 
 
-def _named_tensor_attrs(model: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
-    """Plain tensor attributes of modules (not parameters/buffers): caches, constants."""
-    for mname, m in model.named_modules(remove_duplicate=False):
-        for k, v in vars(m).items():
-            if isinstance(v, torch.Tensor):
-                yield (f"{mname}.{k}" if mname else k), v
+def _dotted(owner: str, leaf: str) -> str:
+    return f"{owner}.{leaf}" if owner else leaf
 
 
-def _reinit_meta_buffers(model: nn.Module) -> None:
-    for m in model.modules():
-        has_meta = any(b is not None and b.is_meta for b in m._buffers.values()) or any(
-            isinstance(v, torch.Tensor) and v.is_meta for v in vars(m).values()
-        )
-        if has_meta:
-            init = getattr(m, "init_non_persistent_buffers", None)
-            if callable(init):
-                with torch.no_grad():
-                    init()
+def _has_meta(m: nn.Module) -> bool:
+    """A meta buffer or plain tensor attribute (a cache, a constant) on module ``m``."""
+    for b in m._buffers.values():
+        if b is not None and b.is_meta:
+            return True
+    return any(isinstance(v, torch.Tensor) and v.is_meta for v in vars(m).values())
 
 
 def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
@@ -260,12 +252,19 @@ def _plain_loading(model: nn.Module) -> bool:
         return False
     plain = (nn.Module._load_from_state_dict, _NormBase._load_from_state_dict)
     for m in model.modules():
-        cls = type(m)
-        if cls._load_from_state_dict not in plain or m._load_state_dict_pre_hooks:
+        if m._load_state_dict_pre_hooks or m._load_state_dict_post_hooks:
             return False
-        if m._load_state_dict_post_hooks or cls.set_extra_state is not nn.Module.set_extra_state:
+        cls = type(m)
+        ok = _PLAIN_CLASS.get(cls)
+        if ok is None:
+            ok = _PLAIN_CLASS[cls] = (cls._load_from_state_dict in plain
+                                      and cls.set_extra_state is nn.Module.set_extra_state)
+        if not ok:
             return False
     return True
+
+
+_PLAIN_CLASS: dict[type, bool] = {}  # (classes are not changed after definition)
 
 
 def _assign(model: nn.Module, sd: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
@@ -355,46 +354,62 @@ def _fast_path(
             for n in names[1:]:
                 _set_param(model, n, first)
 
+    mods = list(model.named_modules(remove_duplicate=False))  # one walk for what follows
     # Materialise still-meta parameters: only dropped head parameters may be left.
     done: dict[int, nn.Parameter] = {}
-    for n, p in list(model.named_parameters(remove_duplicate=False)):
-        if not p.is_meta:
-            continue
-        if not n.startswith(prefix):
-            raise _FastPathUnsupported(f"parameter {n!r} was not in the file and is not head")
-        meta = meta_of[n]
-        if id(meta) not in done:
-            try:
-                real = rec.materialize(meta)
-            except _FastPathUnsupported as exc:
-                raise _FastPathUnsupported(f"head parameter {n!r}: {exc}") from None
-            new = nn.Parameter(real, requires_grad=meta.requires_grad)
-            new.__dict__.update(meta.__dict__)
-            done[id(meta)] = new
-        _set_param(model, n, done[id(meta)])
+    for mname, m in mods:
+        for leaf, p in m._parameters.items():
+            if p is None or not p.is_meta:
+                continue
+            n = _dotted(mname, leaf)
+            if not n.startswith(prefix):
+                raise _FastPathUnsupported(f"parameter {n!r} was not in the file and is not head")
+            meta = meta_of[n]
+            if id(meta) not in done:
+                try:
+                    real = rec.materialize(meta)
+                except _FastPathUnsupported as exc:
+                    raise _FastPathUnsupported(f"head parameter {n!r}: {exc}") from None
+                new = nn.Parameter(real, requires_grad=meta.requires_grad)
+                new.__dict__.update(meta.__dict__)
+                done[id(meta)] = new
+            m._parameters[leaf] = done[id(meta)]
 
     # Non-persistent buffers computed from a parameter's device (timm swin's attn_mask uses
     # norm1.weight.device) were created on meta. timm modules expose
     # init_non_persistent_buffers() for exactly this; call it now that parameters are real.
-    _reinit_meta_buffers(model)
+    with_meta = [(mname, m) for mname, m in mods if _has_meta(m)]
+    for _, m in with_meta:
+        init = getattr(m, "init_non_persistent_buffers", None)
+        if callable(init):
+            with torch.no_grad():
+                init()
 
     # Verify: nothing may be left on meta; parameters keep class, requires_grad and dtype.
-    for n, p in model.named_parameters(remove_duplicate=False):
-        meta = meta_of[n]
-        if p.is_meta:
-            raise _FastPathUnsupported(f"parameter {n!r} is still on meta")
-        if type(p) is not nn.Parameter:
-            raise _FastPathUnsupported(f"parameter {n!r} is a {type(p).__name__} after loading")
-        if p.requires_grad != meta.requires_grad or p.dtype != meta.dtype:
-            raise _FastPathUnsupported(f"parameter {n!r} changed requires_grad/dtype on load")
-        if meta.__dict__ and not set(meta.__dict__) <= set(p.__dict__):
-            p.__dict__.update(meta.__dict__)  # attributes the architecture put on the param
-    for n, b in model.named_buffers(remove_duplicate=False):
-        if b.is_meta:
-            raise _FastPathUnsupported(f"buffer {n!r} is on meta")
-    for n, t in _named_tensor_attrs(model):
-        if t.is_meta:
-            raise _FastPathUnsupported(f"tensor attribute {n!r} is on meta")
+    for mname, m in mods:
+        for leaf, p in m._parameters.items():
+            if p is None:
+                continue
+            n = _dotted(mname, leaf)
+            meta = meta_of[n]
+            if p.is_meta:
+                raise _FastPathUnsupported(f"parameter {n!r} is still on meta")
+            if type(p) is not nn.Parameter:
+                raise _FastPathUnsupported(
+                    f"parameter {n!r} is a {type(p).__name__} after loading")
+            if p.requires_grad != meta.requires_grad or p.dtype != meta.dtype:
+                raise _FastPathUnsupported(
+                    f"parameter {n!r} changed requires_grad/dtype on load")
+            if meta.__dict__ and not set(meta.__dict__) <= set(p.__dict__):
+                p.__dict__.update(meta.__dict__)  # attributes the architecture put on it
+    for mname, m in with_meta:  # only these had meta buffers or tensor attributes
+        for k, b in m._buffers.items():
+            if b is not None and b.is_meta:
+                raise _FastPathUnsupported(f"buffer {_dotted(mname, k)!r} is on meta")
+        for k, v in vars(m).items():
+            if isinstance(v, torch.Tensor) and v.is_meta:
+                raise _FastPathUnsupported(
+                    f"tensor attribute {_dotted(mname, k)!r} is on meta")
     return model, dropped, dtype
 
 

@@ -84,3 +84,13 @@ def test_large_file_in_a_huge_page_buffer(tmp_path):
         assert got[k].data_ptr() % 64 == 0
     first = min(t.data_ptr() for t in got.values())
     assert first % (2 << 20) == 0
+
+
+def test_prefetch_gives_what_read_aligned_gives(tmp_path):
+    from zoo_core.build._aligned_read import Prefetch
+
+    path = str(tmp_path / "w.safetensors")
+    safetensors_torch.save_file(_tensors(), path)
+    got = Prefetch(path).result()
+    assert got is not None and all(torch.equal(got[k], v) for k, v in _tensors().items())
+    assert Prefetch(str(tmp_path / "none.safetensors")).result() is None

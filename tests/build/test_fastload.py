@@ -266,9 +266,9 @@ def test_fast_path_reads_the_file_into_one_aligned_buffer(weights):
 
 
 def test_file_the_reader_refuses_is_mapped_and_misaligned_tensors_copied(weights, monkeypatch):
-    from zoo_core.build import _fastload
+    from zoo_core.build import _aligned_read
 
-    monkeypatch.setattr(_fastload, "read_aligned", lambda path: None)
+    monkeypatch.setattr(_aligned_read, "read_aligned", lambda path: None)
     arch = BY_ID["timm-convnext_atto"]
     path = weights(arch.id)
     assert any(v.data_ptr() % 64 for v in safetensors_torch.load_file(path).values())

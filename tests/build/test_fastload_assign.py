@@ -81,3 +81,16 @@ def test_file_without_num_batches_tracked_loads_like_load_state_dict(tmp_path):
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     fast.eval(), normal.eval()
     assert torch.equal(fast(x), normal(x))
+
+
+def test_failing_construct_leaves_no_reader_thread(tmp_path):
+    import threading
+
+    path = _file(tmp_path)
+
+    def broken():
+        raise ValueError("the builder's own bug")
+
+    with pytest.raises(ValueError, match="own bug"):
+        build_and_load(broken, path, head="fc")
+    assert not [t for t in threading.enumerate() if t.name == "zoo_core-read-weights"]

@@ -7,7 +7,7 @@ bytes shifts every later offset): oneDNN/MKL then take other kernel paths and th
 differ in the last float32 bits (issue 19). :func:`read_aligned` lays the tensors out at
 64-byte aligned offsets of ONE ``torch.empty`` buffer and fills it with a few ``preadv``
 calls straight from the page cache (one system call per 1024 tensors, no per-tensor
-allocation, no second copy).
+allocation, no second copy). :class:`Prefetch` runs it on a background thread.
 
 It returns ``None`` (the caller then uses ``safetensors.torch.load_file``, which also
 gives the right error for a broken file) for anything it does not handle itself: a header
@@ -20,10 +20,11 @@ import json
 import os
 import struct
 import sys
+import threading
 
 import torch
 
-__all__ = ["ALIGN", "read_aligned"]
+__all__ = ["ALIGN", "Prefetch", "read_aligned"]
 
 ALIGN = 64  # torch's CPU allocator alignment (c10::gAlignment)
 _IOV_MAX = 1024
@@ -147,3 +148,32 @@ def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
     for (name, dtype, shape, _, nbytes), p in zip(entries, places, strict=True):
         out[name] = buf[p:p + nbytes].view(dtype).view(shape)
     return out
+
+
+class Prefetch:
+    """:func:`read_aligned` on a background thread, started at once; :meth:`result` waits.
+
+    The fast build reads the file while the architecture is constructed on ``meta``: the
+    read is system calls and page faults (no GIL held), construction is Python.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._out: dict[str, torch.Tensor] | None = None
+        self._thread: threading.Thread | None = None
+        if os.path.isfile(path):  # (a FIFO would block in open())
+            self._thread = threading.Thread(
+                target=self._run, args=(path,), name="zoo_core-read-weights", daemon=True)
+            self._thread.start()
+
+    def _run(self, path: str) -> None:
+        try:
+            self._out = read_aligned(path)
+        except Exception:  # noqa: BLE001 - e.g. no memory for the buffer: the caller
+            self._out = None  # then maps the file, and reports a broken one properly
+
+    def result(self) -> dict[str, torch.Tensor] | None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        out, self._out = self._out, None
+        return out

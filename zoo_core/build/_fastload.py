@@ -15,12 +15,14 @@ Fast path (``fast=True``, the default)
    followed).
 2. The file is read into one buffer with every tensor at a 64-byte aligned offset
    (:mod:`zoo_core.build._aligned_read`: a few ``preadv`` calls, no per-tensor
-   allocation), where torch's allocator would put it: the model then computes bit for bit
-   what timm's and torchvision's copying loaders compute (a tensor mapped at 16 or 48 mod
-   64 made oneDNN/MKL take other kernel paths). A file that reader does not handle is
-   memory-mapped by ``safetensors.torch.load_file`` and its misaligned tensors copied.
-   The tensors are assigned with ``load_state_dict(strict=False, assign=True)``, after
-   an on-purpose cast wherever the file's dtype differs from the model's.
+   allocation, on a background thread while step 1 runs), where torch's allocator would
+   put it: the model then computes bit for bit what timm's and torchvision's copying
+   loaders compute (a tensor mapped at 16 or 48 mod 64 made oneDNN/MKL take other kernel
+   paths). A file that reader does not handle is memory-mapped by
+   ``safetensors.torch.load_file`` and its misaligned tensors copied.
+   The tensors are assigned as ``load_state_dict(strict=False, assign=True)`` would (by
+   hand where that is all it would do: no load hooks, no custom ``_load_from_state_dict``),
+   after an on-purpose cast wherever the file's dtype differs from the model's.
 3. The same strict key checks as the normal path are applied; head parameters whose shape
    differs from the file's (new ``num_classes``) are materialised on CPU and the recorded
    init ops are replayed on them, so the new head is initialised the way the architecture
@@ -51,7 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo_core.build._aligned_read import ALIGN, read_aligned
+from zoo_core.build._aligned_read import ALIGN, Prefetch
 from zoo_core.errors import WeightsError
 from zoo_core.layout._meta_build import _active_recorder, _construct_on_meta, _FastPathUnsupported
 from zoo_core.weights._adapt_weights import Adapter
@@ -105,13 +107,12 @@ def _open_weights(path: str, shown: str) -> dict[str, torch.Tensor]:
         ) from exc
 
 
-def _open_aligned(path: str, shown: str) -> dict[str, torch.Tensor]:
+def _open_aligned(prefetch: Prefetch, path: str, shown: str) -> dict[str, torch.Tensor]:
     """The file's tensors, each 64-byte aligned (see ``_aligned_read``): read into one
     buffer, or mapped where the file cannot be read that way, misaligned ones then copied."""
-    if os.path.isfile(path):  # (a FIFO would block in open(); _open_weights says so)
-        sd = read_aligned(path)
-        if sd is not None:
-            return sd
+    sd = prefetch.result()
+    if sd is not None:
+        return sd
     sd = _open_weights(path, shown)
     for k, v in sd.items():
         if v.data_ptr() % ALIGN:
@@ -306,7 +307,12 @@ def _fast_path(
     construct: Callable[[], nn.Module], path: str, head: str, shown: str,
     adapt: Adapter | None = None,
 ) -> tuple[nn.Module, tuple[str, ...], str]:
-    model, rec = _construct_on_meta(construct)
+    prefetch = Prefetch(path)  # the file is read while the architecture is constructed
+    try:
+        model, rec = _construct_on_meta(construct)
+    except BaseException:
+        prefetch.result()  # no reader left behind
+        raise
 
     # Snapshot what the architecture set up, by name, before parameters get replaced.
     named = list(model.named_parameters(remove_duplicate=False))
@@ -327,7 +333,7 @@ def _fast_path(
             rec.ops[i] = []
     rec.empty_ptrs.clear()  # (rec.keep stays: alias ids must not be reused while replaying)
 
-    sd = _open_aligned(path, shown)
+    sd = _open_aligned(prefetch, path, shown)
     dtype = _weights_dtype(sd)
     if adapt is not None:  # reads shapes only: meta parameters are fine
         sd = adapt(sd, expected, model)

@@ -94,3 +94,15 @@ def test_prefetch_gives_what_read_aligned_gives(tmp_path):
     got = Prefetch(path).result()
     assert got is not None and all(torch.equal(got[k], v) for k, v in _tensors().items())
     assert Prefetch(str(tmp_path / "none.safetensors")).result() is None
+
+
+def test_tensors_do_not_share_an_autograd_version_counter(tmp_path):
+    """An in-place update of one (BatchNorm's running stats) must not bump the others."""
+    path = str(tmp_path / "w.safetensors")
+    safetensors_torch.save_file(_tensors(), path)
+    got = read_aligned(path)
+    before = got["a.weight"]._version
+    got["b.half"].add_(1)
+    got["d.double"].mul_(2)
+    assert got["a.weight"]._version == before
+    assert not got["a.weight"]._is_view()

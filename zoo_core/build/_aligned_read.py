@@ -144,9 +144,19 @@ def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
         return None
     finally:
         os.close(fd)
+    # Each tensor is set_ onto the shared storage, not sliced from ``buf``: views of one
+    # base share its autograd version counter, and an in-place update of one parameter
+    # (an optimizer step, BatchNorm's running stats) would then invalidate every other
+    # one saved for backward.
+    storage = buf.untyped_storage()
     out = {}
-    for (name, dtype, shape, _, nbytes), p in zip(entries, places, strict=True):
-        out[name] = buf[p:p + nbytes].view(dtype).view(shape)
+    for (name, dtype, shape, _, _), p in zip(entries, places, strict=True):
+        stride, step = [], 1
+        for d in reversed(shape):
+            stride.append(step)
+            step *= d
+        out[name] = torch.empty(0, dtype=dtype).set_(
+            storage, p // dtype.itemsize, shape, stride[::-1])
     return out
 
 

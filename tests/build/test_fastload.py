@@ -252,15 +252,32 @@ def test_requires_grad_preserved_on_frozen_param(weights):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
-def test_fast_path_is_zero_copy(weights):
+def test_fast_path_reads_the_file_into_one_aligned_buffer(weights):
     path = os.path.realpath(weights("tiny-cnn"))
     model, rep = build_and_load(lambda: TinyCNN(FILE_CLASSES), path, head="fc")
     assert rep.fast_path
-    ptr = model.conv2.weight.data_ptr()
+    tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.numel()]
     with open("/proc/self/maps") as f:
-        spans = [line.split() for line in f]
-    mapped = [s for s in spans if len(s) >= 6 and s[5] == path]
-    assert any(int(s[0].split("-")[0], 16) <= ptr < int(s[0].split("-")[1], 16) for s in mapped)
+        assert not any(line.rstrip().endswith(path) for line in f)  # read, not mapped
+    # the file's tensors share one buffer, each where torch's allocator would put it
+    loaded = [t for t in tensors if t is not model.scale]
+    assert len({t.untyped_storage().data_ptr() for t in loaded}) == 1
+    assert all(t.data_ptr() % 64 == 0 for t in tensors)
+
+
+def test_file_the_reader_refuses_is_mapped_and_misaligned_tensors_copied(weights, monkeypatch):
+    from zoo_core.build import _aligned_read
+
+    monkeypatch.setattr(_aligned_read, "read_aligned", lambda path: None)
+    arch = BY_ID["timm-convnext_atto"]
+    path = weights(arch.id)
+    assert any(v.data_ptr() % 64 for v in safetensors_torch.load_file(path).values())
+    fast, rep = build_and_load(lambda: arch.make(FILE_CLASSES), path, head=arch.head)
+    assert rep.fast_path
+    assert all(t.data_ptr() % 64 == 0 for t in fast.state_dict().values() if t.numel())
+    normal, _ = build_and_load(lambda: arch.make(FILE_CLASSES), path, head=arch.head,
+                               fast=False)
+    assert torch.equal(_logits(fast, arch.hw), _logits(normal, arch.hw))
 
 
 # ---------------------------------------------------------------- new head (num_classes differs)

@@ -182,7 +182,7 @@ def build_from_spec(
         return model
 
     started = time.perf_counter()
-    # 4. construct, 5. load weights (fast path: meta + mmap + assign), 6. head
+    # 4. construct, 5. load weights (fast path: meta + aligned read + assign), 6. head
     dropped: tuple[str, ...] = ()
     sha256 = None
     if wspec is None:

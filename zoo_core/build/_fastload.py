@@ -13,10 +13,16 @@ Fast path (``fast=True``, the default)
    the public ``torch.nn.init`` functions) skips the data-only initialisation ops on those
    meta parameters and RECORDS them per parameter (``.data``/``.detach()`` aliases are
    followed).
-2. The file is memory-mapped (``safetensors.torch.load_file`` maps the file in
-   safetensors 0.8.0: the returned CPU tensors point into the mapping, nothing is read
-   until touched) and assigned with ``load_state_dict(strict=False, assign=True)``, after
-   an on-purpose cast wherever the file's dtype differs from the model's.
+2. The file is read into one buffer with every tensor at a 64-byte aligned offset
+   (:mod:`zoo_core.build._aligned_read`: a few ``preadv`` calls, no per-tensor
+   allocation, on a background thread while step 1 runs), where torch's allocator would
+   put it: the model then computes bit for bit what timm's and torchvision's copying
+   loaders compute (a tensor mapped at 16 or 48 mod 64 made oneDNN/MKL take other kernel
+   paths). A file that reader does not handle is memory-mapped by
+   ``safetensors.torch.load_file`` and its misaligned tensors copied.
+   The tensors are assigned as ``load_state_dict(strict=False, assign=True)`` would (by
+   hand where that is all it would do: no load hooks, no custom ``_load_from_state_dict``),
+   after an on-purpose cast wherever the file's dtype differs from the model's.
 3. The same strict key checks as the normal path are applied; head parameters whose shape
    differs from the file's (new ``num_classes``) are materialised on CPU and the recorded
    init ops are replayed on them, so the new head is initialised the way the architecture
@@ -28,11 +34,12 @@ Fast path (``fast=True``, the default)
 Normal path: ``construct()``, load the file, drop mismatching head keys,
 ``load_state_dict(strict=False)`` (copies), then the same strict key checks.
 
-Parameters returned by the fast path are backed by the mapped file (a private,
-copy-on-write mapping: training never writes to the file). Whoever manages the weight cache
-must therefore replace cache files only by writing a new file and renaming it over the old
-one, never by truncating or rewriting a file in place (a mapped page could change or raise
-SIGBUS).
+Parameters returned by the fast path share one CPU buffer (read from the file, never
+mapped) unless the file had to be mapped (above): then aligned tensors stay backed by the
+mapped file (a private, copy-on-write mapping: training never writes to the file), and
+whoever manages the weight cache must replace cache files only by writing a new file and
+renaming it over the old one, never by truncating or rewriting a file in place (a mapped
+page could change or raise SIGBUS).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo_core.build._aligned_read import ALIGN, Prefetch
 from zoo_core.errors import WeightsError
 from zoo_core.layout._meta_build import _active_recorder, _construct_on_meta, _FastPathUnsupported
 from zoo_core.weights._adapt_weights import Adapter
@@ -97,6 +105,19 @@ def _open_weights(path: str, shown: str) -> dict[str, torch.Tensor]:
             "or not a .safetensors file: delete it and download it again, or convert the "
             "checkpoint with zoo_core.convert_checkpoint."
         ) from exc
+
+
+def _open_aligned(prefetch: Prefetch, path: str, shown: str) -> dict[str, torch.Tensor]:
+    """The file's tensors, each 64-byte aligned (see ``_aligned_read``): read into one
+    buffer, or mapped where the file cannot be read that way, misaligned ones then copied."""
+    sd = prefetch.result()
+    if sd is not None:
+        return sd
+    sd = _open_weights(path, shown)
+    for k, v in sd.items():
+        if v.data_ptr() % ALIGN:
+            sd[k] = v.clone()  # the copy lands where torch's allocator puts it: aligned
+    return sd
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -201,24 +222,16 @@ def _normal_path(
     return model, dropped, dtype
 
 
-def _named_tensor_attrs(model: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
-    """Plain tensor attributes of modules (not parameters/buffers): caches, constants."""
-    for mname, m in model.named_modules(remove_duplicate=False):
-        for k, v in vars(m).items():
-            if isinstance(v, torch.Tensor):
-                yield (f"{mname}.{k}" if mname else k), v
+def _dotted(owner: str, leaf: str) -> str:
+    return f"{owner}.{leaf}" if owner else leaf
 
 
-def _reinit_meta_buffers(model: nn.Module) -> None:
-    for m in model.modules():
-        has_meta = any(b is not None and b.is_meta for b in m._buffers.values()) or any(
-            isinstance(v, torch.Tensor) and v.is_meta for v in vars(m).values()
-        )
-        if has_meta:
-            init = getattr(m, "init_non_persistent_buffers", None)
-            if callable(init):
-                with torch.no_grad():
-                    init()
+def _has_meta(m: nn.Module) -> bool:
+    """A meta buffer or plain tensor attribute (a cache, a constant) on module ``m``."""
+    for b in m._buffers.values():
+        if b is not None and b.is_meta:
+            return True
+    return any(isinstance(v, torch.Tensor) and v.is_meta for v in vars(m).values())
 
 
 def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
@@ -227,11 +240,79 @@ def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
     owner._parameters[leaf] = value
 
 
+def _plain_loading(model: nn.Module) -> bool:
+    """Whether ``load_state_dict(assign=True)`` would only assign, module by module."""
+    import torch.nn.modules.module as mm
+    from torch.nn.modules.batchnorm import _NormBase
+
+    if type(model).load_state_dict is not nn.Module.load_state_dict:
+        return False
+    if mm._global_parameter_registration_hooks or mm._global_buffer_registration_hooks:
+        return False
+    if torch.__future__.get_swap_module_params_on_conversion():
+        return False
+    plain = (nn.Module._load_from_state_dict, _NormBase._load_from_state_dict)
+    for m in model.modules():
+        if m._load_state_dict_pre_hooks or m._load_state_dict_post_hooks:
+            return False
+        cls = type(m)
+        ok = _PLAIN_CLASS.get(cls)
+        if ok is None:
+            ok = _PLAIN_CLASS[cls] = (cls._load_from_state_dict in plain
+                                      and cls.set_extra_state is nn.Module.set_extra_state)
+        if not ok:
+            return False
+    return True
+
+
+_PLAIN_CLASS: dict[type, bool] = {}  # (classes are not changed after definition)
+
+
+def _assign(model: nn.Module, sd: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """``load_state_dict(sd, strict=False, assign=True)`` for a model where that only assigns
+    (:func:`_plain_loading`): (missing, unexpected) keys. Shapes were checked before."""
+    missing, seen = [], set()
+    for mname, m in model.named_modules(remove_duplicate=False):
+        prefix = mname + "." if mname else ""
+        for name, p in m._parameters.items():
+            if p is None:
+                continue
+            v = sd.get(prefix + name)
+            if v is None:
+                missing.append(prefix + name)
+                continue
+            seen.add(prefix + name)
+            m._parameters[name] = nn.Parameter(v, requires_grad=p.requires_grad)
+        for name, b in m._buffers.items():
+            if b is None or name in m._non_persistent_buffers_set:
+                continue
+            v = sd.get(prefix + name)
+            if v is None:
+                # _NormBase fills a num_batches_tracked missing from a file without version
+                if not (name == "num_batches_tracked" and isinstance(m, _norm_base())):
+                    missing.append(prefix + name)
+                continue
+            seen.add(prefix + name)
+            m._buffers[name] = v
+    return missing, [k for k in sd if k not in seen]
+
+
+def _norm_base() -> type:
+    from torch.nn.modules.batchnorm import _NormBase
+
+    return _NormBase
+
+
 def _fast_path(
     construct: Callable[[], nn.Module], path: str, head: str, shown: str,
     adapt: Adapter | None = None,
 ) -> tuple[nn.Module, tuple[str, ...], str]:
-    model, rec = _construct_on_meta(construct)
+    prefetch = Prefetch(path)  # the file is read while the architecture is constructed
+    try:
+        model, rec = _construct_on_meta(construct)
+    except BaseException:
+        prefetch.result()  # no reader left behind
+        raise
 
     # Snapshot what the architecture set up, by name, before parameters get replaced.
     named = list(model.named_parameters(remove_duplicate=False))
@@ -252,7 +333,7 @@ def _fast_path(
             rec.ops[i] = []
     rec.empty_ptrs.clear()  # (rec.keep stays: alias ids must not be reused while replaying)
 
-    sd = _open_weights(path, shown)
+    sd = _open_aligned(prefetch, path, shown)
     dtype = _weights_dtype(sd)
     if adapt is not None:  # reads shapes only: meta parameters are fine
         sd = adapt(sd, expected, model)
@@ -264,8 +345,12 @@ def _fast_path(
         if target is not None and v.dtype != target.dtype:
             sd[k] = v.to(target.dtype)  # on purpose: an fp16 file still gives an fp32 model
 
-    result = model.load_state_dict(sd, strict=False, assign=True)
-    _check_keys(result.missing_keys, result.unexpected_keys, reinit, expected, shown)
+    if _plain_loading(model):
+        missing, unexpected = _assign(model, sd)
+    else:
+        result = model.load_state_dict(sd, strict=False, assign=True)
+        missing, unexpected = result.missing_keys, result.unexpected_keys
+    _check_keys(missing, unexpected, reinit, expected, shown)
     del sd
 
     # Re-tie parameters that were one object under several names (assign split them).
@@ -275,46 +360,62 @@ def _fast_path(
             for n in names[1:]:
                 _set_param(model, n, first)
 
+    mods = list(model.named_modules(remove_duplicate=False))  # one walk for what follows
     # Materialise still-meta parameters: only dropped head parameters may be left.
     done: dict[int, nn.Parameter] = {}
-    for n, p in list(model.named_parameters(remove_duplicate=False)):
-        if not p.is_meta:
-            continue
-        if not n.startswith(prefix):
-            raise _FastPathUnsupported(f"parameter {n!r} was not in the file and is not head")
-        meta = meta_of[n]
-        if id(meta) not in done:
-            try:
-                real = rec.materialize(meta)
-            except _FastPathUnsupported as exc:
-                raise _FastPathUnsupported(f"head parameter {n!r}: {exc}") from None
-            new = nn.Parameter(real, requires_grad=meta.requires_grad)
-            new.__dict__.update(meta.__dict__)
-            done[id(meta)] = new
-        _set_param(model, n, done[id(meta)])
+    for mname, m in mods:
+        for leaf, p in m._parameters.items():
+            if p is None or not p.is_meta:
+                continue
+            n = _dotted(mname, leaf)
+            if not n.startswith(prefix):
+                raise _FastPathUnsupported(f"parameter {n!r} was not in the file and is not head")
+            meta = meta_of[n]
+            if id(meta) not in done:
+                try:
+                    real = rec.materialize(meta)
+                except _FastPathUnsupported as exc:
+                    raise _FastPathUnsupported(f"head parameter {n!r}: {exc}") from None
+                new = nn.Parameter(real, requires_grad=meta.requires_grad)
+                new.__dict__.update(meta.__dict__)
+                done[id(meta)] = new
+            m._parameters[leaf] = done[id(meta)]
 
     # Non-persistent buffers computed from a parameter's device (timm swin's attn_mask uses
     # norm1.weight.device) were created on meta. timm modules expose
     # init_non_persistent_buffers() for exactly this; call it now that parameters are real.
-    _reinit_meta_buffers(model)
+    with_meta = [(mname, m) for mname, m in mods if _has_meta(m)]
+    for _, m in with_meta:
+        init = getattr(m, "init_non_persistent_buffers", None)
+        if callable(init):
+            with torch.no_grad():
+                init()
 
     # Verify: nothing may be left on meta; parameters keep class, requires_grad and dtype.
-    for n, p in model.named_parameters(remove_duplicate=False):
-        meta = meta_of[n]
-        if p.is_meta:
-            raise _FastPathUnsupported(f"parameter {n!r} is still on meta")
-        if type(p) is not nn.Parameter:
-            raise _FastPathUnsupported(f"parameter {n!r} is a {type(p).__name__} after loading")
-        if p.requires_grad != meta.requires_grad or p.dtype != meta.dtype:
-            raise _FastPathUnsupported(f"parameter {n!r} changed requires_grad/dtype on load")
-        if meta.__dict__ and not set(meta.__dict__) <= set(p.__dict__):
-            p.__dict__.update(meta.__dict__)  # attributes the architecture put on the param
-    for n, b in model.named_buffers(remove_duplicate=False):
-        if b.is_meta:
-            raise _FastPathUnsupported(f"buffer {n!r} is on meta")
-    for n, t in _named_tensor_attrs(model):
-        if t.is_meta:
-            raise _FastPathUnsupported(f"tensor attribute {n!r} is on meta")
+    for mname, m in mods:
+        for leaf, p in m._parameters.items():
+            if p is None:
+                continue
+            n = _dotted(mname, leaf)
+            meta = meta_of[n]
+            if p.is_meta:
+                raise _FastPathUnsupported(f"parameter {n!r} is still on meta")
+            if type(p) is not nn.Parameter:
+                raise _FastPathUnsupported(
+                    f"parameter {n!r} is a {type(p).__name__} after loading")
+            if p.requires_grad != meta.requires_grad or p.dtype != meta.dtype:
+                raise _FastPathUnsupported(
+                    f"parameter {n!r} changed requires_grad/dtype on load")
+            if meta.__dict__ and not set(meta.__dict__) <= set(p.__dict__):
+                p.__dict__.update(meta.__dict__)  # attributes the architecture put on it
+    for mname, m in with_meta:  # only these had meta buffers or tensor attributes
+        for k, b in m._buffers.items():
+            if b is not None and b.is_meta:
+                raise _FastPathUnsupported(f"buffer {_dotted(mname, k)!r} is on meta")
+        for k, v in vars(m).items():
+            if isinstance(v, torch.Tensor) and v.is_meta:
+                raise _FastPathUnsupported(
+                    f"tensor attribute {_dotted(mname, k)!r} is on meta")
     return model, dropped, dtype
 
 

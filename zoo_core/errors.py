@@ -45,6 +45,14 @@ class PluginLoadError(ZooError, ImportError):
     """A plugin failed to import or raised in its hook (fatal only in strict mode)."""
 
 
+class DatasetWarning(UserWarning):
+    """Something in the data was ignored or is suspect (an empty class folder, ...)."""
+
+
+class BadImageWarning(DatasetWarning):
+    """Unreadable or corrupt images were skipped."""
+
+
 class ShadowedModelWarning(UserWarning):
     """A plugin's model name is also registered by a plugin listed first in ``[plugins]
     prefer``: the bare name means the preferred one; ``plugin/name`` reaches the other."""

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from zoo_core.data._scan import IMG_EXTENSIONS, is_image_name, open_regular, scan_classes
-from zoo_core.errors import InvalidArgumentError
+from zoo_core.errors import BadImageWarning, DatasetWarning, InvalidArgumentError
 
 __all__ = [
     "BadImageWarning",
@@ -74,12 +74,6 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """The data directory does not exist."""
 
 
-class DatasetWarning(UserWarning):
-    """Something in the data was ignored (an empty class folder, ...)."""
-
-
-class BadImageWarning(DatasetWarning):
-    """Unreadable or corrupt images were skipped."""
 
 
 Sample = tuple[str, int]  # (path, class index)

@@ -11,8 +11,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from zoo_core.data._data import DatasetWarning
-from zoo_core.errors import InvalidArgumentError
+from zoo_core.errors import DatasetWarning, InvalidArgumentError
 
 BALANCES = ("sampler", "loss")
 IMBALANCE_RATIO = 3.0

@@ -110,7 +110,10 @@ def replay(rows: list[dict]) -> list[dict]:
         spread = max(f["random"]["std"], pre["std"] if pre else 0.0)
         d = decide(per_class=f["per_class"], chance=f["chance"],
                    probe_pretrained=pre["mean"] if pre else None,
-                   probe_random=f["random"]["mean"], spread=spread, thresholds=th)
+                   probe_random=f["random"]["mean"], spread=spread, thresholds=th,
+                   spread_pretrained=pre["std"] if pre else None,
+                   spread_random=f["random"]["std"], folds=f["random"]["folds"],
+                   evidence=f.get("evidence") or None)
         choice = "refused" if d.strategy == "refuse" else d.strategy
         pilot = f.get("pilot") or {}
         if d.pilot and f["min_per_class"] >= th.pilot_min_per_class:

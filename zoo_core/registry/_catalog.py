@@ -21,7 +21,7 @@ from zoo_core._specs import BackboneSpec, WeightsSpec
 from zoo_core.errors import ConfigError
 
 ENV_REGISTRY = "ZOO_CORE_REGISTRY"
-STRATEGY_NAMES = ("auto", "linear_probe", "finetune", "scratch")  # plus partial:K
+STRATEGY_NAMES = ("auto", "linear_probe", "finetune", "scratch")  # plus partial:K, first:K, stage:I
 
 _TOP_KEYS = {"version", "defaults", "auto", "limits", "plugins", "aliases", "weights"}
 MAX_NUM_CLASSES = 1_000_000  # default of [limits] max_num_classes
@@ -257,15 +257,16 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
     if "strategy" in defaults:
         strategy = defaults["strategy"]
         expect(("defaults", "strategy"), strategy, str, "a string")
-        partial = re.fullmatch(r"partial:(\d+)", strategy)
+        partial = re.fullmatch(r"(partial|first|stage):(\d+)", strategy)
         if strategy not in STRATEGY_NAMES and not partial:
             raise fail(("defaults", "strategy"),
                        f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGY_NAMES)}, "
-                       "partial:K")
-        if partial and int(partial.group(1)) < 1:
+                       "partial:K, first:K, stage:I")
+        if partial and partial.group(1) != "stage" and int(partial.group(2)) < 1:
             raise fail(("defaults", "strategy"),
-                       f"{strategy!r}: K counts trainable stages and must be >= 1 (partial:0 "
-                       "would train the head only: that is linear_probe)")
+                       f"{strategy!r}: K counts trainable stages and must be >= 1 "
+                       f"({partial.group(1)}:0 would train the head only: that is "
+                       "linear_probe)")
     auto = data.get("auto", {})
     expect(("auto",), auto, dict, "a table")
     for key, value in auto.items():

@@ -50,15 +50,18 @@ def score_auto(choice: str, accs: dict[str, float], chance: float) -> bool:
 
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
              strategies: Sequence[str] = STRATEGIES, progress: bool = False,
-             val_per_class: int = 40, with_auto: bool = True) -> dict[str, Any]:
-    """Every strategy and ``auto`` on one embedded task; returns the row dict
-    (``with_auto=False``: the strategies alone, ``auto`` is ``None``)."""
+             val_per_class: int = 40, with_auto: bool = True,
+             root: Any = None) -> dict[str, Any]:
+    """Every strategy and ``auto`` on one embedded task (or the ImageFolder ``root``, named
+    ``task``); returns the row dict (``with_auto=False``: the strategies alone, ``auto`` is
+    ``None``)."""
     from tqdm import tqdm
 
     from zoo_core.data._data import scan_image_folder
     from zoo_core.data._embedded import embedded_task
 
-    root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
+    if root is None:
+        root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
     folder = scan_image_folder(root, seed=seed, warn=False)
     accs, seconds = {}, {}
     # a bar over the strategies, labelled with the one training now (terminals only: the

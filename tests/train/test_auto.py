@@ -267,6 +267,7 @@ def test_auto_end_to_end_prints_cell_figures_and_choice(digits, capsys):
     out = capsys.readouterr().out
     assert "table cell  scarce + " in out and f"decision    {res.strategy}" in out
     assert "random-init features" in out
+    assert "evidence    each probe against a label-permutation baseline" in out
 
 
 def test_auto_refuses_random_labels_and_force_overrides(tmp_path):

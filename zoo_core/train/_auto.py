@@ -63,8 +63,9 @@ def fmt_measurements(m: Measurements) -> str:
     else:
         lines.append(f"probe       logistic regression, {folds}, on {m.images} sampled "
                      f"images: pretrained features {score(m.pretrained)}, random-init "
-                     f"features {score(m.random)} (BatchNorm recalibrated), raw pixels "
-                     f"{score(m.raw)}, {m.seconds:.1f} s")
+                     f"features {score(m.random)} (BatchNorm recalibrated)"
+                     + (f", raw pixels {score(m.raw)}" if m.raw is not None else "")
+                     + f", {m.seconds:.1f} s")
     if m.evidence:
         tested = ", ".join(f"{k} p={e['p']:.2g} (baseline {e['baseline']:.3f})"
                            for k, e in m.evidence.items())

@@ -12,6 +12,7 @@ advice is worse, the decision departs from it and says why:
 | plenty + similar | linear_probe | finetune (pilot against partial:1) |
 | plenty + dissimilar | scratch | pilot scratch against finetune |
 | scarce + dissimilar | refuse | finetune; refuse only when nothing can be learnt |
+| any cell, hard | | scarce: finetune; plenty: pilot finetune against scratch |
 
 **Nothing to learn** is a significance test (``evidence``, from
 :mod:`zoo_core.train._evidence`): the probes on pretrained, random-init and raw-pixel

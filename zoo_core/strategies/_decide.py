@@ -122,6 +122,7 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
         test_txt = (f"probes against a label-permutation baseline on the same features: "
                     f"{tested}; significant from p < {t.refuse_p:g} / {sets} "
                     "(Bonferroni over the feature sets)")
+        nothing = f"no probe is significantly above its baseline ({test_txt})"
         hard = learnable and max(p, r, *(e["probe"] for e in evidence.values())) - chance \
             < t.learnable_margin
     else:
@@ -129,19 +130,19 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
         learnable = max(p, r) - chance >= margin
         hard = False
         test_txt = f"both probes within {margin:.2f} of chance"
+        nothing = test_txt
     if not learnable:
         if size == "scarce":
             return Decision(
                 "refuse",
-                f"transfer learning not recommended: nothing to learn from -- no probe is "
-                f"significantly above its baseline ({test_txt}; {figures}) and there are "
-                f"only {size_txt}. Check the labels, collect more data, or choose a strategy "
-                "explicitly (--strategy finetune|partial:K|scratch, or --force)",
+                f"transfer learning not recommended: nothing to learn from -- {nothing}; "
+                f"{figures}; and there are only {size_txt}. Check the labels, collect more "
+                "data, or choose a strategy explicitly (--strategy finetune|partial:K|"
+                "first:K|scratch, or --force)",
                 cell, table, table != "refuse")
         return Decision(
-            "scratch", f"{figures}: no probe is significantly above its baseline "
-            f"({test_txt}), but with {size_txt} the whole network may still find what a "
-            "linear probe cannot; pilot scratch against finetune", cell, table,
+            "scratch", f"{figures}: {nothing}, but with {size_txt} the whole network may "
+            "still find what a linear probe cannot; pilot scratch against finetune", cell, table,
             table != "scratch", pilot=("scratch", "finetune"))
     if hard:
         if size == "plenty":

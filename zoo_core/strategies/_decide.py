@@ -189,7 +189,8 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
         return Decision("scratch", f"{figures}, {size_txt}: pretrained features do not beat "
                         "random ones by enough; pilot scratch against finetune", cell, table,
                         False, pilot=("scratch", "finetune"))
-    return Decision("finetune", f"{figures}, {size_txt}: the pretrained features fit the data "
-                    "not much better than random ones, but there is something to learn "
-                    f"({test_txt}) and a pretrained init still trains better than scratch on "
-                    "little data (the table would refuse)", cell, table, True)
+    return Decision("finetune", f"{figures}, {size_txt}: the pretrained features do not "
+                    "beat random ones by enough to call the data similar, but there is "
+                    f"something to learn ({test_txt}) and a pretrained init still trains "
+                    "better than scratch on little data (the table would refuse)",
+                    cell, table, True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does ``auto`` pick well? Every strategy and ``auto`` on a suite of offline tasks.
 
-    python benchmarks/bench_auto.py                       # the whole suite, 2 seeds
+    python benchmarks/bench_auto.py                       # the whole suite, 3 seeds
     python benchmarks/bench_auto.py --part heldout        # only the held-out tasks
     python benchmarks/bench_auto.py --json out.json       # also keep every figure
     python benchmarks/bench_auto.py --replay out.json     # re-score a saved run's measurements
@@ -9,16 +9,24 @@
 
 Tasks are embedded (``zoo_core.data._embedded``): scikit-learn digits, glyph classes held out of
 the zoonet pretraining, procedural textures, band-passed noise, and random labels; scarce
-(10 images per class) and plenty (100+). The suite is split once, by task, into a
+(10 images per class) and plenty (100+). Issue 21 added harder ones (``bench_auto_tasks.py``,
+64 px): shapes drawn on crops of scikit-learn's sample photos, photo rotation (plenty +
+dissimilar), input-level shifts of the digits (inverted contrast, blur, colour, rotation)
+and an output-level shift (new groupings of pretraining glyph classes). The suite is split
+once, by task, into a
 **tuning** part (the [auto] thresholds in registry.toml were chosen looking at it) and a
 **held-out** part (never looked at while tuning); each part is reported on its own.
 
 For each task and seed every strategy trains with the same seed and epochs, ``auto``
 measures (and pilots, where it does) and is scored with the accuracy of the strategy it
 chose. A hit: within 2 points of the best strategy, or a refusal where no strategy beats
-chance by 10 points. Reported per part: hits, mean points lost against the best, refusals
-where the best beat chance by 20+ points, and auto's cost (its measurement + pilot time)
-as a fraction of training every strategy.
+chance by 10 points. A task-seed where every strategy lands within 1 point of the others is
+**saturated**: it cannot tell strategies apart, so it is listed separately and left out of
+the hit rate. Reported per part (non-saturated task-seeds): hits, the same for every fixed
+strategy, mean points lost against the best, refusals where the best beat chance by 10+
+points, and auto's cost (its measurement + pilot time) as a fraction of training the four
+table strategies. ``first:1`` (surgical, issue 21) trains too, to see where it wins; auto
+does not pick it, and it counts in "the best".
 """
 
 from __future__ import annotations
@@ -30,46 +38,66 @@ import sys
 import time
 from pathlib import Path
 
-# (task, training images per class, epochs); plenty tasks train fewer epochs (more steps each)
+# (task, training images per class, epochs); plenty tasks train fewer epochs (more steps each).
+# Tasks from bench_auto_tasks.py are 64 px; the others embedded 32 px.
 TUNING = (
     ("digits5-9", 10, 30),
     ("textures", 10, 30),
     ("random-labels", 10, 30),
-    ("glyphs-heldout", 10, 30),
     ("digits5-9", None, 10),
-    ("noise-bands", 100, 10),
+    ("photo-shapes", 80, 10),
+    ("digits-inverted", 10, 30),
+    ("glyph-groups", 10, 30),
+    ("photo-rotation", 150, 10),
 )
 HELDOUT = (
     ("digits0-4", 10, 30),
-    ("noise-bands", 10, 30),
     ("random-labels", 5, 30),
     ("textures", 100, 10),
-    ("digits0-4", None, 10),
-    ("glyphs-heldout", 100, 10),
+    ("photo-shapes", 25, 30),
+    ("digits-blur", 10, 30),
+    ("digits-colour", 10, 30),
+    ("digits-rotated", 10, 30),
+    ("glyph-groups", 100, 10),
+    ("photo-rotation", 100, 10),
 )
 VAL_PER_CLASS = 30
-STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
+TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
+STRATEGIES = (*TABLE_STRATEGIES, "first:1")
+SATURATED_POINTS = 0.01  # every strategy within this of the others: cannot tell them apart
+
+
+def saturated(row: dict) -> bool:
+    accs = row["accuracy"].values()
+    return max(accs) - min(accs) <= SATURATED_POINTS
 
 
 def summarise(rows: list[dict]) -> dict:
+    """Figures over the non-saturated ``rows`` (module doc)."""
     from zoo_core.train._compare import score_auto
 
+    rows = [r for r in rows if not saturated(r)]
+    if not rows:
+        return {"task_seeds": 0}
     lost, wrong_refusals, hits = [], 0, 0
     auto_s = sum(r["auto_seconds"] for r in rows)
-    all_s = sum(sum(r["seconds"].values()) for r in rows)
+    all_s = sum(sum(r["seconds"].get(s, 0.0) for s in TABLE_STRATEGIES) for r in rows)
     chosen_s = sum(r["seconds"].get(r["auto"], 0.0) for r in rows)
+    fixed = {s: sum(score_auto(s, r["accuracy"], r["chance"]) for r in rows
+                    if s in r["accuracy"]) for s in STRATEGIES}
     for r in rows:
         best = max(r["accuracy"].values())
         hit = score_auto(r["auto"], r["accuracy"], r["chance"])
         hits += hit
         if r["auto"] == "refused":
             lost.append(0.0 if hit else best - r["chance"])
-            wrong_refusals += best - r["chance"] >= 0.20
+            wrong_refusals += best - r["chance"] >= 0.10
         else:
             lost.append(best - r["accuracy"][r["auto"]])
     return {"task_seeds": len(rows), "hits": hits, "hit_rate": hits / len(rows),
+            "fixed_hits": fixed,
             "mean_points_lost": 100 * statistics.fmean(lost), "max_points_lost":
-            100 * max(lost), "wrong_refusals_20": wrong_refusals,
+            100 * max(lost), "wrong_refusals_10": wrong_refusals,
             "decision_cost_fraction": auto_s / all_s,
             "decision_plus_run_fraction": (auto_s + chosen_s) / all_s}
 
@@ -78,18 +106,30 @@ def print_rows(rows: list[dict], title: str) -> None:
     print(f"\n## {title}")
     head = " ".join(f"{s:>12}" for s in STRATEGIES)
     print(f"{'task':<16} {'pc':>4} {'seed':>4} {head} {'auto':>13} {'cell':<22} hit")
-    for r in rows:
-        best = max(r["accuracy"].values())
-        cells = " ".join(f"{r['accuracy'][s]:>11.3f}{'*' if r['accuracy'][s] == best else ' '}"
-                         for s in STRATEGIES)
-        print(f"{r['task']:<16} {str(r['per_class'] or 'all'):>4} {r['seed']:>4} {cells} "
-              f"{r['auto']:>13} {r['cell']:<22} {'✓' if r['hit'] else '✗'}")
+    for sat in (False, True):
+        part = [r for r in rows if saturated(r) is sat]
+        if sat and part:
+            print(f"-- saturated (every strategy within {100 * SATURATED_POINTS:.0f} point): "
+                  "not in the hit rate")
+        for r in part:
+            best = max(r["accuracy"].values())
+            cells = " ".join(
+                f"{r['accuracy'][s]:>11.3f}{'*' if r['accuracy'][s] == best else ' '}"
+                if s in r["accuracy"] else f"{'-':>12}" for s in STRATEGIES)
+            print(f"{r['task']:<16} {str(r['per_class'] or 'all'):>4} {r['seed']:>4} {cells} "
+                  f"{r['auto']:>13} {r['cell']:<22} {'✓' if r['hit'] else '✗'}")
     s = summarise(rows)
-    print(f"auto hits {s['hits']}/{s['task_seeds']} ({100 * s['hit_rate']:.0f}%), mean "
+    if not s["task_seeds"]:
+        print("every task-seed saturated: nothing to score")
+        return
+    fixed = ", ".join(f"{k} {v}" for k, v in s["fixed_hits"].items())
+    print(f"non-saturated: auto hits {s['hits']}/{s['task_seeds']} "
+          f"({100 * s['hit_rate']:.0f}%; fixed strategies: {fixed}), mean "
           f"{s['mean_points_lost']:.2f} points lost (max {s['max_points_lost']:.1f}), "
-          f"{s['wrong_refusals_20']} refusal(s) where the best beat chance by 20+ points; "
-          f"decision cost {100 * s['decision_cost_fraction']:.1f}% of training every "
-          f"strategy ({100 * s['decision_plus_run_fraction']:.1f}% with auto's own run)")
+          f"{s['wrong_refusals_10']} refusal(s) where the best beat chance by 10+ points; "
+          f"decision cost {100 * s['decision_cost_fraction']:.1f}% of training the four "
+          f"table strategies ({100 * s['decision_plus_run_fraction']:.1f}% with auto's "
+          "own run)")
 
 
 def replay(rows: list[dict]) -> list[dict]:
@@ -110,7 +150,10 @@ def replay(rows: list[dict]) -> list[dict]:
         spread = max(f["random"]["std"], pre["std"] if pre else 0.0)
         d = decide(per_class=f["per_class"], chance=f["chance"],
                    probe_pretrained=pre["mean"] if pre else None,
-                   probe_random=f["random"]["mean"], spread=spread, thresholds=th)
+                   probe_random=f["random"]["mean"], spread=spread, thresholds=th,
+                   spread_pretrained=pre["std"] if pre else None,
+                   spread_random=f["random"]["std"], folds=f["random"]["folds"],
+                   evidence=f.get("evidence") or None)
         choice = "refused" if d.strategy == "refuse" else d.strategy
         pilot = f.get("pilot") or {}
         if d.pilot and f["min_per_class"] >= th.pilot_min_per_class:
@@ -125,7 +168,7 @@ def replay(rows: list[dict]) -> list[dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="zoonet_s")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--part", choices=("all", "tuning", "heldout"), default="all")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
@@ -141,8 +184,11 @@ def main() -> int:
         return 0
 
     import torch
+    from bench_auto_tasks import TASKS as EXTRA
+    from bench_auto_tasks import write_task
 
     from zoo_core.train._compare import run_cell
+    from zoo_core.weights._weights import cache_dir
 
     torch.set_num_threads(args.threads)
     parts = {"tuning": TUNING, "heldout": HELDOUT}
@@ -155,8 +201,12 @@ def main() -> int:
         for task, per_class, epochs in tasks:
             for seed in args.seeds:
                 t0 = time.perf_counter()
+                root = None
+                if task in EXTRA:
+                    root = write_task(task, per_class, seed=seed, val_per_class=VAL_PER_CLASS,
+                                      cache=cache_dir() / "datasets")
                 row = run_cell(args.model, task, per_class, epochs=epochs, seed=seed,
-                               strategies=STRATEGIES, val_per_class=VAL_PER_CLASS)
+                               strategies=STRATEGIES, val_per_class=VAL_PER_CLASS, root=root)
                 row["seed"], row["epochs"] = seed, epochs
                 rows.append(row)
                 print(f"  [{part}] {task} pc={per_class or 'all'} seed={seed}: "

@@ -71,7 +71,11 @@ class StrategyError(ZooError, ValueError):
 
 
 class TransferNotRecommendedError(StrategyError):
-    """``auto`` found the data scarce and dissimilar to the pretraining data."""
+    """``auto`` found nothing to learn in scarce data: none of the cross-validated probes on
+    pretrained, random-init and raw-pixel features of a training sample beat a
+    label-permutation baseline on the same features at ``p < [auto] refuse_p`` (0.01). The
+    message names each probe, its baseline and p-value; ``.figures`` holds every figure.
+    ``--force`` (``force=True``) or an explicit strategy trains anyway."""
 
 
 class WeightsError(ZooError, OSError):

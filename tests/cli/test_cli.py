@@ -212,3 +212,18 @@ def test_push_resolves_a_run_folder_to_best_and_fills_the_card(capsys, tmp_path,
     code, out, _ = run(capsys, "push", str(run_dir), "me/digits")
     assert code == 0 and "best" in out and pushed["weights"]
     assert "hf-hub:me/digits" in pushed["card"] and "ORG/NAME" not in pushed["card"]
+
+
+@pytest.mark.slow
+def test_refusal_names_every_probe_and_p_value(capsys, tmp_path):
+    from zoo_core.data._embedded import embedded_task
+
+    root = embedded_task("random-labels", 6, cache=tmp_path / "c", val_per_class=4)
+    code = main(["finetune", "--data", str(root), "--epochs", "1", "--no-progress",
+                 "--out", str(tmp_path / "run"), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code != 0 and err.startswith("zoo: error: transfer learning not recommended")
+    for text in ("label-permutation baseline", "pretrained ", "random-init ", "raw pixels ",
+                 "(p=", "Bonferroni", "--force"):
+        assert text in err, text
+    assert "Traceback" not in err and not (tmp_path / "run").exists()

@@ -6,6 +6,8 @@ second once timm and torchvision are imported.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 import zoo_core
@@ -94,3 +96,53 @@ def test_forward_order_counts_a_container_that_is_never_called_itself():
     from zoo_core.layout._layout import forward_order
 
     assert forward_order(net, ["late", "early"], (4,)) == ["early", "late"]
+
+
+SURGICAL_MODELS = ["zoonet_s", "timm/resnet18", "torchvision/resnet18",
+                   pytest.param("timm/vit_tiny_patch16_224", marks=pytest.mark.slow),
+                   "torchvision/convnext_tiny"]
+
+
+@functools.lru_cache(maxsize=64)
+def _trained(qualified: str, strategy: str) -> frozenset[str]:
+    spec = get_registry().resolve(qualified).spec
+    builder = resolve_builder(spec)
+    model = zoo_core.build_on_meta(lambda: builder(num_classes=10, **spec.builder_kwargs))
+    apply_strategy(model, parse_strategy(strategy), head=spec.head, stages=spec.stages)
+    return frozenset(n for n, p in model.named_parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("qualified", SURGICAL_MODELS)
+def test_first_stage_and_partial_cut_the_same_stages_on_every_plugin(qualified):
+    # first:K and stage:I go through the same stage contract as partial:K: first:K and
+    # partial:(n-K) split the network at the same boundary (the head in both), and the
+    # stage:I sets tile it
+    spec = get_registry().resolve(qualified).spec
+    n = len(spec.stages)
+    everything = _trained(qualified, "finetune")
+    head = _trained(qualified, "linear_probe")
+    assert head and head < everything
+    for k in range(1, n):
+        first, last = _trained(qualified, f"first:{k}"), _trained(qualified, f"partial:{n - k}")
+        assert first & last == head, (k, sorted(first & last - head)[:3])
+        assert first | last == everything, (k, sorted(everything - first - last)[:3])
+    assert _trained(qualified, f"first:{n}") == everything
+    singles = [_trained(qualified, f"stage:{i}") - head for i in range(n)]
+    assert all(singles), "every stage trains something"
+    for i in range(n):
+        for j in range(i + 1, n):
+            assert not singles[i] & singles[j], (i, j)
+    assert frozenset().union(*singles) | head == everything
+    assert _trained(qualified, "first:1") == singles[0] | head  # stem and stage 0
+
+
+@pytest.mark.parametrize("strategy", ["first:{over}", "stage:{n}", "stage:{over}"])
+def test_surgical_out_of_range_names_the_stage_count(strategy):
+    spec = get_registry().resolve("timm/resnet18").spec
+    n = len(spec.stages)
+    bad = strategy.format(n=n, over=n + 3)
+    with pytest.raises(zoo_core.StrategyError, match=rf"{bad} .*has {n} .*0: layer1") as info:
+        _trained("timm/resnet18", bad)
+    kind = bad.split(":")[0]
+    assert (f"{kind}:1..{kind}:{n}" if kind == "first" else f"stage:0..stage:{n - 1}") in \
+        str(info.value)

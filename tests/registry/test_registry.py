@@ -169,6 +169,7 @@ def test_family_name_list_is_cached_by_version(tmp_path, monkeypatch):
     [
         ("[plugins]\nprefer = 'timm'\n", "line 2: key 'plugins.prefer'"),
         ("[defaults]\nstrategy = 'fast'\n", "line 2: key 'defaults.strategy'"),
+        ("[defaults]\nstrategy = 'first:0'\n", "first:0 would train the head only"),
         ("[weights.zoonet_s.x]\nsha256 = 'abc'\n", "line 1: key 'weights.zoonet_s.x'"),
         ("[weights.zoonet_s.x]\nsource = 'a'\nsha256 = 'abc'\n", "line 3"),
         ("bogus = 1\n", "unknown key"),
@@ -240,3 +241,10 @@ def test_public_all_is_sorted_and_complete():
     assert zoo_core.__all__ == sorted(zoo_core.__all__)
     for name in zoo_core.__all__:
         assert getattr(zoo_core, name) is not None
+
+
+def test_registry_default_strategy_may_be_surgical(tmp_path, monkeypatch):
+    user = tmp_path / "user.toml"
+    user.write_text("[defaults]\nstrategy = 'stage:0'\n")
+    monkeypatch.setenv("ZOO_CORE_REGISTRY", str(user))
+    assert load_catalog().default_strategy == "stage:0"

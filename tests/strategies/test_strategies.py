@@ -9,7 +9,8 @@ import torch.nn.functional as F
 import zoo_core
 from zoo_core.strategies._strategies import decide_strategy, parse_strategy
 
-STRATEGIES = ["linear_probe", "partial:1", "partial:2", "partial:3", "finetune", "scratch"]
+STRATEGIES = ["linear_probe", "partial:1", "partial:2", "partial:3", "first:1", "first:2",
+              "first:3", "stage:0", "stage:1", "stage:2", "finetune", "scratch"]
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -100,7 +101,8 @@ def test_partial_beyond_stages_is_a_clear_error() -> None:
         zoo_core.build_model("zoonet_s", 3, "partial:9")
 
 
-@pytest.mark.parametrize("bad", ["lin_probe", "partial:x", "partial:0", "", "PARTIAL:1"])
+@pytest.mark.parametrize("bad", ["lin_probe", "partial:x", "partial:0", "", "PARTIAL:1",
+                                 "first:0", "first:x", "stage:-1", "stage", "first"])
 def test_unknown_strategy(bad: str) -> None:
     with pytest.raises(zoo_core.StrategyError):
         zoo_core.build_model("zoonet_s", 3, bad)
@@ -146,5 +148,37 @@ def test_auto_without_weights_trains_from_scratch() -> None:
 
 
 def test_parse_roundtrip() -> None:
-    for s in ["linear_probe", "finetune", "scratch", "auto", "partial:3"]:
+    for s in ["linear_probe", "finetune", "scratch", "auto", "partial:3", "first:2",
+              "stage:0"]:
         assert str(parse_strategy(s)) == s
+
+
+def test_surgical_strategies_train_the_input_end() -> None:
+    # zoonet_s: stem + stages.0, stages.1, stages.2 (3 stages), then the head
+    first = zoo_core.build_model("zoonet_s", 3, "first:1")
+    assert {n.split(".")[0] for n in first.zoo.trainable} >= {"head"}
+    assert any(n.startswith("stages.0.") for n in first.zoo.trainable)
+    assert not any(n.startswith(("stages.1.", "stages.2.")) for n in first.zoo.trainable)
+    one = zoo_core.build_model("zoonet_s", 3, "stage:1")
+    assert all(n.startswith(("head.", "stages.1.")) for n in one.zoo.trainable)
+    assert any(n.startswith("stages.1.") for n in one.zoo.trainable)
+    # BatchNorm outside the trained stages stays in eval mode through model.train()
+    one.train()
+    for name, module in one.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.training is name.startswith("stages.1."), name
+    assert one.zoo.strategy == "stage:1"
+
+
+@pytest.mark.parametrize(("bad", "needle"), [
+    ("first:4", r"first:4 asks for more stages than the model has: it has 3 \(0: "),
+    ("stage:3", r"stage:3 names a stage the model does not have: it has 3 stage\(s\)"),
+])
+def test_surgical_beyond_stages_is_a_clear_error(bad: str, needle: str) -> None:
+    with pytest.raises(zoo_core.StrategyError, match=needle):
+        zoo_core.build_model("zoonet_s", 3, bad)
+
+
+def test_unknown_surgical_name_suggests_the_form() -> None:
+    with pytest.raises(zoo_core.StrategyError, match="Did you mean first:K"):
+        parse_strategy("frist:1")

@@ -36,8 +36,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     [
         (10, 0.99, 0.50, "linear_probe", "scarce + similar"),
         (10, 1.00, 0.69, "finetune", "scarce + similar"),  # frozen_gain: the demo cell
-        (10, 0.90, 0.60, "finetune", "scarce + similar"),
-        (200, 0.90, 0.60, "finetune", "plenty + similar"),
+        (10, 0.96, 0.60, "finetune", "scarce + similar"),
+        (200, 0.96, 0.60, "finetune", "plenty + similar"),
         (200, 0.60, 0.70, "scratch", "plenty + dissimilar"),
         (10, 0.60, 0.70, "finetune", "scarce + dissimilar"),  # never refused on similarity
         (10, 0.22, 0.21, "refuse", "scarce + dissimilar"),  # nothing to learn
@@ -53,7 +53,7 @@ def test_decide_cells(per_class, pre, rand, strategy, cell):
 
 
 def test_decide_refuses_only_when_both_probes_are_near_chance():
-    # the spread widens "near chance": a noisy 0.35 is not evidence with spread 0.1
+    # without evidence (older figures) the spread widens "near chance"
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.35, probe_random=0.3,
                   spread=0.1).strategy == "refuse"
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.35, probe_random=0.3,
@@ -62,16 +62,83 @@ def test_decide_refuses_only_when_both_probes_are_near_chance():
                   spread=0.02).strategy == "finetune"
 
 
+def _ev(probe, baseline, p):
+    return {"probe": probe, "baseline": baseline, "p": p}
+
+
+def test_decide_refuses_only_on_evidence_and_says_what_was_tested():
+    # the photo task: probe 0.338 vs chance 0.25 with a wide fold spread was refused
+    # by the margin rule; a significant probe makes it "hard", and auto trains
+    hard = {"pretrained": _ev(0.338, 0.25, 0.002), "random-init": _ev(0.30, 0.26, 0.1),
+            "raw pixels": _ev(0.27, 0.25, 0.3)}
+    d = decide(per_class=80, chance=0.25, probe_pretrained=0.338, probe_random=0.30,
+               spread=0.16, evidence=hard)
+    assert d.strategy == "finetune" and d.reason.startswith("hard")
+    assert "pretrained 0.338 vs 0.250 (p=0.002)" in d.reason
+    # plenty and hard: a pilot settles finetune against scratch
+    d = decide(per_class=300, chance=0.25, probe_pretrained=0.338, probe_random=0.30,
+               spread=0.16, evidence=hard)
+    assert d.strategy == "finetune" and d.pilot == ("finetune", "scratch")
+    # only the raw pixels are significant: still something to learn
+    raw = {**hard, "pretrained": _ev(0.26, 0.25, 0.4), "raw pixels": _ev(0.40, 0.25, 1e-4)}
+    assert decide(per_class=20, chance=0.25, probe_pretrained=0.26, probe_random=0.30,
+                  spread=0.05, evidence=raw).strategy == "finetune"
+    # none below p = 0.01: refused, and the message names every probe and p-value
+    # (p = 0.005 is below 0.01, but not below 0.01 / 3: three feature sets were tested)
+    none = {"pretrained": _ev(0.31, 0.25, 0.005), "random-init": _ev(0.30, 0.26, 0.1),
+            "raw pixels": _ev(0.27, 0.25, 0.3)}
+    d = decide(per_class=20, chance=0.25, probe_pretrained=0.31, probe_random=0.30,
+               spread=0.01, evidence=none)
+    assert d.strategy == "refuse"
+    for text in ("label-permutation baseline", "pretrained 0.310 vs 0.250 (p=0.005)",
+                 "random-init 0.300 vs 0.260 (p=0.1)", "raw pixels 0.270 vs 0.250 (p=0.3)",
+                 "p < 0.01 / 3 (Bonferroni"):
+        assert text in d.reason
+    # the threshold is read from [auto] refuse_p
+    loose = AutoThresholds(refuse_p=0.05)
+    assert decide(per_class=20, chance=0.25, probe_pretrained=0.31, probe_random=0.30,
+                  spread=0.01, evidence=none, thresholds=loose).strategy == "finetune"
+
+
+def test_similarity_has_a_scale():
+    # random labels: a gain of +0.107 inside its spread is not "similar" (was: similar)
+    d = decide(per_class=10, chance=0.2, probe_pretrained=0.307, probe_random=0.20,
+               spread=0.13, evidence={"pretrained": _ev(0.307, 0.2, 0.05)})
+    assert d.cell == "scarce + dissimilar" and d.strategy == "refuse"
+    # textures: random features already close most of the room -> dissimilar
+    d = decide(per_class=100, chance=0.2, probe_pretrained=0.964, probe_random=0.824,
+               spread_pretrained=0.023, spread_random=0.046)
+    assert d.cell == "plenty + dissimilar" and "of the room" in d.reason
+    # digits: the pretrained probe closes nearly all of it -> similar
+    d = decide(per_class=100, chance=0.2, probe_pretrained=0.999, probe_random=0.833,
+               spread_pretrained=0.005, spread_random=0.047)
+    assert d.cell == "plenty + similar" and d.pilot == ("finetune", "partial:1")
+
+
+def test_near_a_threshold_runs_the_pilot():
+    # share 0.83 of the room, one standard error from similar_share 0.85: pilot both sides
+    d = decide(per_class=100, chance=0.2, probe_pretrained=0.95, probe_random=0.70,
+               spread_pretrained=0.03, spread_random=0.06)
+    assert d.pilot == ("finetune", "scratch")
+    # probe 0.967 against frozen_enough 0.97 (the case): linear_probe vs finetune
+    d = decide(per_class=60, chance=0.2, probe_pretrained=0.967, probe_random=0.40,
+               spread=0.04)
+    assert d.strategy == "finetune" and d.pilot == ("finetune", "linear_probe")
+    # far from every threshold: no pilot
+    d = decide(per_class=60, chance=0.2, probe_pretrained=1.0, probe_random=0.40, spread=0.0)
+    assert d.strategy == "linear_probe" and d.pilot == ()
+
+
 def test_decide_without_pretrained_weights_is_scratch():
     d = decide(per_class=10, chance=0.2, probe_pretrained=None, probe_random=0.9)
     assert d.strategy == "scratch" and "no pretrained weights" in d.reason
 
 
 def test_decide_reads_thresholds():
-    t = AutoThresholds(frozen_enough=0.8, frozen_gain=0.3)
+    t = AutoThresholds(frozen_enough=0.8, frozen_gain=0.3, similar_share=0.5)
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
                   thresholds=t).strategy == "linear_probe"
-    t = AutoThresholds(plenty_per_class=5)
+    t = AutoThresholds(plenty_per_class=5, similar_share=0.5)
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
                   thresholds=t).cell == "plenty + similar"
 
@@ -81,11 +148,17 @@ def test_registry_auto_keys_are_validated(tmp_path, monkeypatch):
     from zoo_core.registry._registry import get_registry, reset_registry
 
     user = tmp_path / "r.toml"
-    user.write_text("[auto]\nsimilar_gain = 0.2\npilot_min_per_class = 30\n")
+    user.write_text("[auto]\nsimilar_gain = 0.2\npilot_min_per_class = 30\n"
+                    "similar_share = 0.6\nrefuse_p = 0.05\n")
     monkeypatch.setenv("ZOO_CORE_REGISTRY", str(user))
     reset_registry()
     auto = get_registry().catalog.auto
     assert (auto.similar_gain, auto.pilot_min_per_class) == (0.2, 30)
+    assert (auto.similar_share, auto.refuse_p) == (0.6, 0.05)
+    user.write_text("[auto]\nrefuse_p = 2\n")
+    reset_registry()
+    with pytest.raises(ConfigError, match="auto.refuse_p"):
+        get_registry()
     user.write_text("[auto]\nfrozen_enough = 3\n")
     reset_registry()
     with pytest.raises(ConfigError, match="auto.frozen_enough"):
@@ -145,8 +218,16 @@ def test_recalibrated_batchnorm_holds_the_data_statistics(digits):
 def test_measure_transfer_figures(digits):
     folder = scan_image_folder(digits, warn=False)
     m = measure_transfer("zoonet_s", folder, with_logme=True)
-    assert m.num_classes == 5 and m.per_class == 6 and m.chance == pytest.approx(0.2)
+    assert m.num_classes == 5 and m.per_class == 6 and m.train_chance == pytest.approx(0.2)
+    # chance is the validation split's majority rate (what a constant guess scores there)
+    val = np.bincount([lab for _, lab in folder.val])
+    assert m.chance == pytest.approx(val.max() / val.sum()) != m.train_chance
     assert 0 <= m.pretrained.mean <= 1 and 0 <= m.random.mean <= 1
+    # digits: the pretrained probe is far above its permuted-label baseline, which settles
+    # "something to learn"; the other sets are not needed (nor the raw-pixel probe)
+    assert set(m.evidence) == {"pretrained"} and m.raw is None
+    assert m.evidence["pretrained"]["probe"] == m.pretrained.mean
+    assert m.evidence["pretrained"]["p"] < 0.01 / 3 and m.learnable[0] == "pretrained"
     assert len(m.random_each) == 2 and m.logme_pretrained is not None
     assert m.gain == pytest.approx(m.pretrained.mean - m.random.mean)
 
@@ -186,13 +267,23 @@ def test_auto_end_to_end_prints_cell_figures_and_choice(digits, capsys):
     out = capsys.readouterr().out
     assert "table cell  scarce + " in out and f"decision    {res.strategy}" in out
     assert "random-init features" in out
+    assert "evidence    each probe against a label-permutation baseline" in out
 
 
 def test_auto_refuses_random_labels_and_force_overrides(tmp_path):
     root = embedded_task("random-labels", 6, cache=tmp_path, val_per_class=4)
     with pytest.raises(TransferNotRecommendedError, match="nothing to learn") as info:
         finetune("zoonet_s", root, strategy="auto", epochs=1, **QUIET)
-    assert info.value.figures["decision"]["strategy"] == "refuse"
+    figures = info.value.figures
+    assert figures["decision"]["strategy"] == "refuse"
+    # all three feature sets were tested against permuted labels, and the message says so
+    assert set(figures["evidence"]) == {"pretrained", "random-init", "raw pixels"}
+    assert figures["raw"] is not None and all(e["p"] * 3 >= 0.01
+                                              for e in figures["evidence"].values())
+    for name, e in figures["evidence"].items():
+        assert f"{name} {e['probe']:.3f} vs {e['baseline']:.3f} (p={e['p']:.2g})" in \
+            str(info.value)
+    assert "label-permutation baseline" in str(info.value)
     _, res = finetune("zoonet_s", root, strategy="auto", force=True, epochs=1, **QUIET)
     assert res.strategy == "finetune" and res.forced and "forced" in res.reason
 

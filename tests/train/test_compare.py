@@ -22,3 +22,38 @@ def test_compare_prints_every_strategy_and_auto_per_cell(capsys):
     out = capsys.readouterr().out
     assert out.count("linear_probe") >= 2 and "auto" in out and "cells within 2 points" in out
     assert ("✓" in out) or ("✗" in out)
+
+
+@pytest.mark.parametrize(("value", "needle"), [
+    ("first:0", "first:K needs K >= 1"),
+    ("linear_probe,auto", "leave 'auto' out"),
+    ("stage:x", "unknown strategy 'stage:x'"),
+    (" , ", "at least one strategy"),
+])
+def test_compare_strategy_list_is_checked_before_anything_runs(capsys, value, needle):
+    from zoo_core.cli import main
+
+    assert main(["finetune", "--compare", "--strategy", value]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("zoo: error:") and needle in err and err.count("\n") == 1
+
+
+def test_surgical_strategy_finetunes_through_the_pipeline(digits):
+    from zoo_core.train import finetune
+
+    model, res = finetune("zoonet_s", digits, strategy="stage:0", epochs=1, progress=False,
+                          verbose=False)
+    assert res.strategy == "stage:0" and model.zoo.strategy == "stage:0"
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("head.", "stages.0.", "stem.")) for n in trained)
+
+
+@pytest.mark.slow
+def test_compare_runs_the_strategies_asked_for_and_auto_s_choice(capsys):
+    cells = (("scarce + similar", "digits5-9", 4, 1),)
+    rows = run_default(cells=cells, strategies=("first:1", "stage:0"))
+    accs = rows[0]["accuracy"]
+    assert {"first:1", "stage:0"} <= set(accs)
+    assert rows[0]["auto"] in {*accs, "refused"}  # auto's pick is trained when not listed
+    out = capsys.readouterr().out
+    assert "first:1" in out and "stage:0" in out

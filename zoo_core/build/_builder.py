@@ -59,7 +59,8 @@ def build_model(
     ``weights`` is ``"default"`` (the model's default pretrained tag), a tag, a local
     ``.safetensors`` path or directory, an ``http(s)://`` URL, ``hf-hub:org/repo[@rev]``,
     or ``None`` (architecture only). ``strategy`` is ``linear_probe``, ``finetune``,
-    ``partial:K``, ``scratch`` or ``auto`` (decided from ``num_train_samples`` and
+    ``partial:K`` (the last K stages), ``first:K`` (the first K), ``stage:I`` (stage I
+    alone, from 0), ``scratch`` or ``auto`` (decided from ``num_train_samples`` and
     ``similarity`` with the transfer-learning table; the reason lands in
     ``model.zoo.strategy_reason``).
 

@@ -14,7 +14,7 @@ from zoo_core.cli import _finetune_kit as kit
 from zoo_core.cli._config import add_config
 from zoo_core.cli.lr_find import lr_arg
 from zoo_core.errors import InvalidArgumentError
-from zoo_core.train._compare import run_default
+from zoo_core.train._compare import STRATEGIES, parse_strategies, run_default
 from zoo_core.train._defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -40,7 +40,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                    help="ImageFolder DIR (DIR/<class>/* or DIR/train|val/<class>/*); "
                         "default: the embedded digits 5-9")
     p.add_argument("--strategy", "-s", default="auto",
-                   help="auto (measured), linear_probe, finetune, partial:K, lp_ft or scratch")
+                   help="auto (measured), linear_probe, finetune, partial:K (last K stages), "
+                   "first:K (first K), stage:I (stage I alone), lp_ft or scratch; with "
+                   "--compare, a comma-separated list of the strategies to compare")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"epochs (default {DEFAULT_EPOCHS}; with --compare, each cell's own: "
                         "30 scarce, 10 plenty); with --resume a larger value extends a "
@@ -190,8 +192,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.compare:
         if args.data is not None:
             raise InvalidArgumentError("--compare runs on the embedded dataset; drop --data")
+        strategies = (parse_strategies(args.strategy) if "strategy" in given else
+                      STRATEGIES)
         run_default(args.model, epochs=args.epochs, seed=args.seed,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, strategies=strategies)
         return 0
     # Only what was typed goes to finetune(): its defaults are the parser's, and a resumed
     # run takes everything left out from its run.json.

@@ -235,7 +235,8 @@ def add_cli(sub: Any) -> None:
                    help="classes of the new head (default: the pretrained or saved model's "
                         "own head, e.g. the labels of an hf-hub: repo or a run's best/)")
     p.add_argument("--strategy", "-s", default=None,
-                   help="linear_probe, finetune, partial:K, scratch or auto (default: "
+                   help="linear_probe, finetune, partial:K, first:K, stage:I, scratch or "
+                        "auto (default: "
                         "registry.toml [defaults] strategy)")
     p.add_argument("--weights", "-w", default="default",
                    help="tag, .safetensors path, URL, hf-hub:org/repo, or none")

@@ -21,7 +21,7 @@ from zoo_core._specs import BackboneSpec, WeightsSpec
 from zoo_core.errors import ConfigError
 
 ENV_REGISTRY = "ZOO_CORE_REGISTRY"
-STRATEGY_NAMES = ("auto", "linear_probe", "finetune", "scratch")  # plus partial:K
+STRATEGY_NAMES = ("auto", "linear_probe", "finetune", "scratch")  # plus partial:K, first:K, stage:I
 
 _TOP_KEYS = {"version", "defaults", "auto", "limits", "plugins", "aliases", "weights"}
 MAX_NUM_CLASSES = 1_000_000  # default of [limits] max_num_classes
@@ -42,7 +42,9 @@ class AutoThresholds:
     high_similarity: float = 0.5  # for a similarity *hint* (build_model), not a measurement
     # measured auto (zoo finetune), see zoo_core/strategies/_decide.py and README "How auto decides"
     learnable_margin: float = 0.10
-    similar_gain: float = 0.05
+    similar_gain: float = 0.05  # the gain in points, at least (and 2x its standard error)
+    similar_share: float = 0.85  # ... closing this share of the room above random and chance
+    refuse_p: float = 0.01  # refuse only when no probe beats its permutation baseline at this
     frozen_enough: float = 0.97
     frozen_gain: float = 0.40
     pilot_fraction: float = 0.25
@@ -255,15 +257,16 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
     if "strategy" in defaults:
         strategy = defaults["strategy"]
         expect(("defaults", "strategy"), strategy, str, "a string")
-        partial = re.fullmatch(r"partial:(\d+)", strategy)
+        partial = re.fullmatch(r"(partial|first|stage):(\d+)", strategy)
         if strategy not in STRATEGY_NAMES and not partial:
             raise fail(("defaults", "strategy"),
                        f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGY_NAMES)}, "
-                       "partial:K")
-        if partial and int(partial.group(1)) < 1:
+                       "partial:K, first:K, stage:I")
+        if partial and partial.group(1) != "stage" and int(partial.group(2)) < 1:
             raise fail(("defaults", "strategy"),
-                       f"{strategy!r}: K counts trainable stages and must be >= 1 (partial:0 "
-                       "would train the head only: that is linear_probe)")
+                       f"{strategy!r}: K counts trainable stages and must be >= 1 "
+                       f"({partial.group(1)}:0 would train the head only: that is "
+                       "linear_probe)")
     auto = data.get("auto", {})
     expect(("auto",), auto, dict, "a table")
     for key, value in auto.items():
@@ -272,7 +275,7 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
             if value < 1:
                 raise fail(("auto", key), "must be >= 1")
         elif key in ("high_similarity", "frozen_enough", "pilot_fraction", "learnable_margin",
-                     "similar_gain", "frozen_gain"):
+                     "similar_gain", "frozen_gain", "similar_share", "refuse_p"):
             expect(("auto", key), value, (int, float), "a number in [0, 1]")
             if not 0 <= value <= 1:
                 raise fail(("auto", key), "must be within [0, 1]")
@@ -384,7 +387,8 @@ def _to_catalog(data: Mapping[str, Any], files: tuple[str, ...]) -> Catalog:
         auto=AutoThresholds(
             plenty_per_class=auto.get("plenty_per_class", AutoThresholds.plenty_per_class),
             **{k: float(auto[k]) for k in ("high_similarity", "learnable_margin", "similar_gain",
-                                           "frozen_enough", "frozen_gain", "pilot_fraction")
+                                           "frozen_enough", "frozen_gain", "pilot_fraction",
+                                           "similar_share", "refuse_p")
                if k in auto},
             **{k: int(auto[k]) for k in ("pilot_min_per_class",) if k in auto},
         ),

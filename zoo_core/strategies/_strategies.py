@@ -30,20 +30,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Strategy", "apply_strategy", "decide_strategy", "param_groups", "parse_strategy"]
 
-NAMES = ("auto", "linear_probe", "finetune", "partial:K", "lp_ft", "scratch")
+NAMES = ("auto", "linear_probe", "finetune", "partial:K", "first:K", "stage:I", "lp_ft",
+         "scratch")
+# strategies with a number: partial:K (last K stages), first:K (first K), stage:I (one)
+NUMBERED = ("partial", "first", "stage")
 
 
 @dataclass(frozen=True)
 class Strategy:
-    kind: str  # auto | linear_probe | finetune | partial | lp_ft | scratch
+    kind: str  # auto | linear_probe | finetune | partial | first | stage | lp_ft | scratch
     k: int | None = None
 
     @property
     def needs_pretrained(self) -> bool:
-        return self.kind in ("linear_probe", "finetune", "partial", "lp_ft")
+        return self.kind in ("linear_probe", "finetune", "lp_ft", *NUMBERED)
 
     def __str__(self) -> str:
-        return f"partial:{self.k}" if self.kind == "partial" else self.kind
+        return f"{self.kind}:{self.k}" if self.kind in NUMBERED else self.kind
 
 
 def parse_strategy(value: str | Strategy) -> Strategy:
@@ -60,17 +63,20 @@ def parse_strategy(value: str | Strategy) -> Strategy:
     text = value.strip()
     if text in ("auto", "linear_probe", "finetune", "lp_ft", "scratch"):
         return Strategy(text)
-    match = re.fullmatch(r"partial:(\d+)", text)
+    match = re.fullmatch(r"(partial|first|stage):(\d+)", text)
     if match:
-        k = int(match.group(1))
-        if k < 1:
+        kind, k = match.group(1), int(match.group(2))
+        if kind == "partial" and k < 1:
             raise StrategyError("partial:K needs K >= 1 (partial:0 would be linear_probe)")
-        return Strategy("partial", k)
+        if kind == "first" and k < 1:
+            raise StrategyError("first:K needs K >= 1 (first:0 would be linear_probe)")
+        return Strategy(kind, k)
     import difflib
 
-    known = [n for n in NAMES if n != "partial:K"] + ["partial:1", "partial:2"]
+    generic = {"partial": "partial:K", "first": "first:K", "stage": "stage:I"}
+    known = [n for n in NAMES if ":" not in n] + [f"{g}:{i}" for g in generic for i in (1, 2)]
     close = difflib.get_close_matches(text.lower(), known, n=1, cutoff=0.6)
-    hint = (f" Did you mean {'partial:K' if close[0].startswith('partial') else close[0]!r}?"
+    hint = (f" Did you mean {generic.get(close[0].split(':')[0], repr(close[0]))}?"
             if close else "")
     raise StrategyError(f"unknown strategy {value!r}.{hint} Choose one of {', '.join(NAMES)}")
 
@@ -187,32 +193,19 @@ def apply_strategy(model: nn.Module, strategy: Strategy, *, head: str,
     if strategy.kind == "auto":
         raise StrategyError("'auto' must be decided before it is applied")
     n = len(stages)
-    if strategy.kind == "partial":
-        assert strategy.k is not None
-        if strategy.k > n:
-            raise StrategyError(
-                f"partial:{strategy.k} asks for more stages than the model has: it has {n} "
-                f"({', '.join(stages)}); use partial:1..partial:{n}, or finetune"
-            )
+    _check_range(strategy, stages)
     groups = _groups(model, head, stages)
-    # lp_ft: everything trains; zoo finetune first trains the head alone on cached
-    # features (its first phase), then this model as a whole
-    if strategy.kind in ("finetune", "lp_ft", "scratch"):
-        trainable_groups = set(range(-2, n + 1))
-    elif strategy.kind == "linear_probe":
-        trainable_groups = {-1}
-    else:
-        assert strategy.k is not None
-        trainable_groups = {-1, n} | set(range(n - strategy.k, n))
-        if strategy.k == n:
-            trainable_groups |= {-2}
+    trainable_groups = _trainable_groups(strategy, n)
+    # a parameter held directly by a container of stages (vit's cls_token, pos_embed) is
+    # input-level: it trains with stage 0, or with everything
+    everything = -2 in trainable_groups
 
     trainable, frozen = [], []
     for name, param in model.named_parameters():
         owner = name.rpartition(".")[0]
         group = groups.get(owner, n)
-        if group == -2:  # a parameter held directly by a container (vit's cls_token)
-            group = 0 if strategy.kind == "partial" and strategy.k != n else group
+        if group == -2 and not everything:
+            group = 0
         keep = group in trainable_groups
         if not keep:
             param.requires_grad_(False)
@@ -224,6 +217,45 @@ def apply_strategy(model: nn.Module, strategy: Strategy, *, head: str,
         raise StrategyError(f"strategy {strategy} leaves no trainable parameter; check the "
                             f"head {head!r} of this model")
     return tuple(trainable), tuple(frozen)
+
+
+def _check_range(strategy: Strategy, stages: tuple[str, ...]) -> None:
+    """A clear error naming the model's stage count for K or I out of range."""
+    n, k = len(stages), strategy.k
+    listed = ", ".join(f"{i}: {s}" for i, s in enumerate(stages))
+    if strategy.kind in ("partial", "first") and k is not None and k > n:
+        raise StrategyError(
+            f"{strategy} asks for more stages than the model has: it has {n} ({listed}); "
+            f"use {strategy.kind}:1..{strategy.kind}:{n}, or finetune")
+    if strategy.kind == "stage" and k is not None and k >= n:
+        raise StrategyError(
+            f"{strategy} names a stage the model does not have: it has {n} stage(s), "
+            f"numbered from 0 ({listed}); use stage:0..stage:{n - 1}")
+
+
+def _trainable_groups(strategy: Strategy, n: int) -> set[int]:
+    """The stage groups (:func:`_groups`) a strategy trains: -1 the head, 0..n-1 the
+    stages (the stem counts with 0), n what follows the last stage, -2 containers."""
+    k = strategy.k
+    # lp_ft: everything trains; zoo finetune first trains the head alone on cached
+    # features (its first phase), then this model as a whole
+    if strategy.kind in ("finetune", "lp_ft", "scratch"):
+        return set(range(-2, n + 1))
+    if strategy.kind == "linear_probe":
+        return {-1}
+    assert k is not None
+    if strategy.kind == "partial":  # the last K stages (tuning the output end)
+        chosen = set(range(n - k, n))
+    elif strategy.kind == "first":  # the first K (surgical: the input end)
+        chosen = set(range(k))
+    else:  # stage:I, one stage
+        chosen = {k}
+    groups = {-1} | chosen
+    if n - 1 in chosen:
+        groups.add(n)  # what follows the last stage counts with it
+    if chosen == set(range(n)):
+        groups.add(-2)
+    return groups
 
 
 def param_groups(model: nn.Module, *, weight_decay: float = 0.0,

@@ -6,6 +6,7 @@ Split by responsibility (see :mod:`zoo_core.train._pipeline`). It may import
 
 - :mod:`._pipeline`  ``finetune()``: data -> strategy -> model -> training -> outputs
 - :mod:`._measure`   probes on pretrained / random-init features, LogME
+- :mod:`._evidence`  is anything learnable? probes vs a label-permutation baseline, raw pixels
 - :mod:`._auto`      ``auto``: measure, decide (:mod:`zoo_core.strategies._decide`), pilot, explain
 - :mod:`._features`  head inputs of the frozen backbone, captured once per image
 - :mod:`._trainer`   the training loop and evaluation

@@ -59,7 +59,9 @@ def fmt_measurements(m: Measurements) -> str:
 
     lines = [f"measured    {m.num_train} training images, {m.num_classes} classes, "
              f"{m.per_class:.1f} per class (smallest {m.min_per_class}); chance "
-             f"{m.chance:.3f}"]
+             f"{m.chance:.3f} (majority rate of the "
+             f"{'validation' if m.chance != m.train_chance else 'validation/training'} "
+             "labels)"]
     folds = f"{m.random.folds}-fold x {m.random.repeats}"
     if m.pretrained is None:
         lines.append("probe       no pretrained weights: only random-init features measured "
@@ -67,8 +69,14 @@ def fmt_measurements(m: Measurements) -> str:
     else:
         lines.append(f"probe       logistic regression, {folds}, on {m.images} sampled "
                      f"images: pretrained features {score(m.pretrained)}, random-init "
-                     f"features {score(m.random)} (BatchNorm recalibrated), "
-                     f"{m.seconds:.1f} s")
+                     f"features {score(m.random)} (BatchNorm recalibrated)"
+                     + (f", raw pixels {score(m.raw)}" if m.raw is not None else "")
+                     + f", {m.seconds:.1f} s")
+    if m.evidence:
+        tested = ", ".join(f"{k} p={e['p']:.2g} (baseline {e['baseline']:.3f})"
+                           for k, e in m.evidence.items())
+        lines.append(f"evidence    each probe against a label-permutation baseline on the same "
+                     f"features: {tested}")
     lines += [f"warning     {p}" for p in m.problems]
     return "\n".join(lines)
 
@@ -126,6 +134,7 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
         m = measure_transfer(model_name, folder, weights=weights, pretrained=pretrained,
                              seed=seed, device=device, num_workers=num_workers,
                              input_size=input_size, model_kwargs=model_kwargs,
+                             evidence_p=thresholds.refuse_p,
                              progress=lambda step: (bar.set_postfix_str(step), bar.update(),
                                                     plain and _plain_step(step, bar)))
     finally:
@@ -134,7 +143,9 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
     spread = max(m.random.std, m.pretrained.std if m.pretrained is not None else 0.0)
     d = decide(per_class=m.per_class, chance=m.chance,
                probe_pretrained=None if m.pretrained is None else m.pretrained.mean,
-               probe_random=m.random.mean, spread=spread, thresholds=thresholds)
+               probe_random=m.random.mean, spread=spread, thresholds=thresholds,
+               spread_pretrained=None if m.pretrained is None else m.pretrained.std,
+               spread_random=m.random.std, folds=m.random.folds, evidence=m.evidence)
     figures: dict[str, Any] = {**m.as_dict(), "decision": d.as_dict(),
                                "thresholds": dataclasses.asdict(thresholds)}
     say(f"table cell  {d.cell}: the table says {d.table_choice}")

@@ -50,15 +50,18 @@ def score_auto(choice: str, accs: dict[str, float], chance: float) -> bool:
 
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
              strategies: Sequence[str] = STRATEGIES, progress: bool = False,
-             val_per_class: int = 40, with_auto: bool = True) -> dict[str, Any]:
-    """Every strategy and ``auto`` on one embedded task; returns the row dict
-    (``with_auto=False``: the strategies alone, ``auto`` is ``None``)."""
+             val_per_class: int = 40, with_auto: bool = True,
+             root: Any = None) -> dict[str, Any]:
+    """Every strategy and ``auto`` on one embedded task (or the ImageFolder ``root``, named
+    ``task``); returns the row dict (``with_auto=False``: the strategies alone, ``auto`` is
+    ``None``)."""
     from tqdm import tqdm
 
     from zoo_core.data._data import scan_image_folder
     from zoo_core.data._embedded import embedded_task
 
-    root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
+    if root is None:
+        root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
     folder = scan_image_folder(root, seed=seed, warn=False)
     accs, seconds = {}, {}
     # a bar over the strategies, labelled with the one training now (terminals only: the
@@ -93,6 +96,11 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
     except TransferNotRecommendedError as exc:
         choice, figures = "refused", getattr(exc, "figures", {})
     auto_seconds = time.perf_counter() - started
+    if choice != "refused" and choice not in accs:  # a strategy the caller left out
+        started = time.perf_counter()
+        _, res = finetune(model, folder, strategy=choice, epochs=epochs, seed=seed,
+                          progress=progress, verbose=False)
+        accs[choice], seconds[choice] = res.final_val_acc, time.perf_counter() - started
     chance = figures.get("chance", 1.0 / folder.num_classes)
     return {"task": task, "per_class": per_class, "num_train": len(folder.train),
             "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
@@ -101,13 +109,35 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
             "hit": score_auto(choice, accs, chance), "figures": figures}
 
 
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """``--compare --strategy a,b,c``: the strategies to compare, each checked.
+
+    >>> parse_strategies("linear_probe, first:1,stage:0")
+    ('linear_probe', 'first:1', 'stage:0')
+    """
+    from zoo_core.errors import InvalidArgumentError
+    from zoo_core.strategies._strategies import parse_strategy
+
+    names = tuple(s.strip() for s in str(text).split(",") if s.strip())
+    if not names:
+        raise InvalidArgumentError("--compare --strategy needs at least one strategy, e.g. "
+                                   "linear_probe,first:1,finetune")
+    out = tuple(str(parse_strategy(s)) for s in names)
+    if "auto" in out:
+        raise InvalidArgumentError("--compare always runs auto next to the strategies; "
+                                   "leave 'auto' out of --strategy")
+    return tuple(dict.fromkeys(out))
+
+
 def run_default(model: str = "zoonet_s", *, epochs: int | None = None, seed: int = 0,
                 cells: Sequence[tuple[str, str, int | None, int]] = CELLS, verbose: bool = True,
-                progress: bool = False, threads: int | None = 1) -> list[dict[str, Any]]:
+                progress: bool = False, threads: int | None = 1,
+                strategies: Sequence[str] = STRATEGIES) -> list[dict[str, Any]]:
     """Run :data:`CELLS` and print a table per cell (module doc). ``threads``: torch
     threads during the run (restored after); one is fastest for 32x32 images on a tiny
     CNN and keeps a busy machine from slowing OpenMP down tenfold (``None``: as is).
-    ``epochs`` overrides every cell's own (``None``: the cells' epochs)."""
+    ``epochs`` overrides every cell's own (``None``: the cells' epochs). ``strategies``:
+    those to compare (a strategy ``auto`` picks outside them is trained too)."""
     import torch
 
     say = _Printer(verbose)
@@ -120,7 +150,7 @@ def run_default(model: str = "zoonet_s", *, epochs: int | None = None, seed: int
             f"(seed {seed}; final accuracy on the validation images)")
         for label, task, per_class, cell_epochs in cells:
             row = run_cell(model, task, per_class, epochs=epochs or cell_epochs, seed=seed,
-                           progress=progress)
+                           progress=progress, strategies=strategies)
             row["label"], row["epochs"] = label, epochs or cell_epochs
             rows.append(row)
             _print_cell(say, row)

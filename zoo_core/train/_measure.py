@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo_core.errors import InvalidArgumentError, StrategyError
+from zoo_core.train._evidence import permutation_test, raw_pixels
 from zoo_core.train._features import _extract
 from zoo_core.train._utils import _seed_all, _set_input_size
 
@@ -69,10 +70,25 @@ class Measurements:
     pretrained: ProbeScore | None  # None: no pretrained weights
     random: ProbeScore
     random_each: tuple[float, ...] = ()
+    raw: ProbeScore | None = None  # raw pixels (pooled; no backbone), probed when needed
+    # feature set -> its probe against a label-permutation baseline (._evidence.Evidence,
+    # plus "tests": the sets planned, for Bonferroni); tested in order until one is
+    # significant, so a set that was not needed is absent
+    evidence: dict[str, Any] = field(default_factory=dict)
+    train_chance: float | None = None  # majority rate of the training labels
     logme_pretrained: float | None = None
     problems: tuple[str, ...] = ()  # what was wrong with the features (constant, NaN)
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def learnable(self) -> tuple[str, float]:
+        """The feature set whose probe is most significantly above its permutation
+        baseline, and its p-value (``("", 1.0)`` when nothing was tested)."""
+        if not self.evidence:
+            return "", 1.0
+        name = min(self.evidence, key=lambda k: self.evidence[k]["p"])
+        return name, float(self.evidence[name]["p"])
 
     @property
     def gain(self) -> float | None:
@@ -375,8 +391,13 @@ def measure_transfer(model_name: str, folder: FolderData, *, weights: Any = "def
                      num_workers: int = 0, device: Any = "cpu",
                      input_size: tuple[int, int, int] | None = None,
                      with_logme: bool = False, progress: Any = None,
-                     model_kwargs: Any = None) -> Measurements:
+                     model_kwargs: Any = None,
+                     evidence_p: float | None = 0.01) -> Measurements:
     """Measure the pretrained and random-init features of ``model_name`` on ``folder``.
+
+    ``evidence_p``: test the probes against permuted labels (:mod:`._evidence`) --
+    pretrained, random-init, then raw pixels -- until one is below ``evidence_p`` divided
+    by the number of sets (``None``: no test).
 
     ``progress``: an optional callable ``progress(step_name)`` called after each pass.
     Raises :class:`~zoo_core.InvalidArgumentError` with the counts when a class has fewer
@@ -401,14 +422,18 @@ def measure_transfer(model_name: str, folder: FolderData, *, weights: Any = "def
     device = torch.device(device)
     idx = sample_indices(labels_all, seed)
     problems: list[str] = []
+    prepared: list[PreparedSample] = []  # the sample decoded once, shared by every pass
 
     def features(strategy: str, w: Any, s: int, recal: bool) -> tuple[Any, Any]:
         _seed_all(s)
         m = build_model(model_name, folder.num_classes, strategy, weights=w,
                         label_names=folder.classes, device=device, **(model_kwargs or {}))
         _set_input_size(m, input_size)
+        if not prepared or prepared[0].key != preprocessing_key(m):
+            prepared[:] = [prepare_sample(m, folder, idx)]
         x, y = extract_sample(m, folder, idx, batch_size=batch_size,
-                              num_workers=num_workers, device=device, recalibrate=recal)
+                              num_workers=num_workers, device=device, recalibrate=recal,
+                              prepared=prepared[0])
         del m
         _, found = _clean(x)
         problems.extend(p for p in found if p not in problems)
@@ -417,14 +442,36 @@ def measure_transfer(model_name: str, folder: FolderData, *, weights: Any = "def
         return x, y
 
     pre = logme_pre = None
+    # Is there anything to learn? Each feature set against permuted labels (._evidence),
+    # in order, until one is significant (Bonferroni over the sets planned)
+    evidence: dict[str, Any] = {}
+    planned = 3 if pretrained else 2
+
+    def test(name: str, x: Any, y: Any, probe: float) -> None:
+        if evidence_p is None or any(e["p"] * planned < evidence_p for e in evidence.values()):
+            return
+        evidence[name] = {**permutation_test(x, y, probe=probe, seed=seed, cv=cv_probe).as_dict(),
+                          "tests": planned}
+
     if pretrained:
         x, y = features("linear_probe", weights, seed, False)
         pre = cv_probe(x, y, seed=seed)
         logme_pre = logme(x, y) if with_logme else None
+        test("pretrained", x, y, pre.mean)
     rand = []
     for i in range(RANDOM_INITS):
         x, y = features("scratch", "default", seed + 1 + i, True)
         rand.append(cv_probe(x, y, seed=seed))
+        if i == 0:
+            test("random-init", x, y, rand[0].mean)
+    raw = None
+    if evidence_p is not None and len(evidence) == planned - 1 and \
+            all(e["p"] * planned >= evidence_p for e in evidence.values()):
+        x, y = raw_pixels(prepared[0].items, idx)  # no backbone: the decoded sample
+        present = np.bincount(y)[np.bincount(y) > 0] if len(y) else np.zeros(0)
+        if len(present) > 1 and present.min() >= 2:
+            raw = cv_probe(x, y, seed=seed)
+            test("raw pixels", x, y, raw.mean)
     rand_mean = float(np.mean([r.mean for r in rand]))
     # spread: within-run fold spread and between-init spread, whichever is larger
     rand_std = float(max(np.mean([r.std for r in rand]), np.std([r.mean for r in rand])))
@@ -432,9 +479,14 @@ def measure_transfer(model_name: str, folder: FolderData, *, weights: Any = "def
                               repeats=rand[0].repeats,
                               train_mean=float(np.mean([r.train_mean for r in rand])))
     n, c = len(labels_all), folder.num_classes
+    train_chance = float(counts.max() / counts.sum())
+    val_labels = [lab for _, lab in folder.val]
+    chance = (float(np.bincount(val_labels).max() / len(val_labels)) if val_labels
+              else train_chance)  # what a constant guess scores on the validation split
     return Measurements(
         num_train=n, num_classes=c, per_class=n / c, min_per_class=int(counts.min()),
-        chance=float(counts.max() / counts.sum()), images=len(idx), pretrained=pre,
-        random=random_score, random_each=tuple(r.mean for r in rand),
+        chance=chance, images=len(idx), pretrained=pre,
+        random=random_score, random_each=tuple(r.mean for r in rand), raw=raw,
+        evidence=evidence, train_chance=train_chance,
         logme_pretrained=logme_pre, problems=tuple(problems),
         seconds=round(time.perf_counter() - started, 3))

@@ -1,13 +1,16 @@
-"""Read a safetensors file into one buffer with every tensor 64-byte aligned.
+"""Read a safetensors file with every tensor in its own 64-byte aligned storage.
 
 Why: torch's CPU allocator hands out 64-byte aligned memory, so a model loaded by copying
 (timm's and torchvision's loaders) has 64-byte aligned parameters. Tensors mapped from a
 safetensors file sit wherever the file puts them (an int64 ``num_batches_tracked`` of 8
 bytes shifts every later offset): oneDNN/MKL then take other kernel paths and the logits
-differ in the last float32 bits (issue 19). :func:`read_aligned` lays the tensors out at
-64-byte aligned offsets of ONE ``torch.empty`` buffer and fills it with a few ``preadv``
-calls straight from the page cache (one system call per 1024 tensors, no per-tensor
-allocation, no second copy). :class:`Prefetch` runs it on a background thread.
+differ in the last float32 bits (issue 19). :func:`read_aligned` gives every tensor its
+own ``torch.empty`` storage (64-byte aligned, as a copying loader's) and fills them all
+with a few ``preadv`` calls straight from the page cache (one system call per 1024
+tensors, no second copy). One storage per tensor, not one shared buffer: tensors sharing a
+storage cannot be saved by ``torch.save`` (different dtypes on one storage) nor by
+``safetensors.torch.save_file`` ("tensors share memory"), which users call on a state
+dict. :class:`Prefetch` runs it on a background thread.
 
 It returns ``None`` (the caller then uses ``safetensors.torch.load_file``, which also
 gives the right error for a broken file) for anything it does not handle itself: a header
@@ -90,18 +93,18 @@ def _madvise_huge(ptr: int, length: int) -> None:
 _LIBC = None if sys.platform.startswith("linux") else False
 
 
-def _buffer(total: int) -> tuple[torch.Tensor, int]:
-    """A uint8 buffer and the offset in it where ``total`` bytes start."""
-    if total < 2 * _HUGE or _LIBC is False:
-        return torch.empty(max(total, 1), dtype=torch.uint8), 0
-    buf = torch.empty(total + _HUGE, dtype=torch.uint8)
-    base = -buf.data_ptr() % _HUGE
-    _madvise_huge(buf.data_ptr() + base, total // _HUGE * _HUGE)
-    return buf, base
+def _storage(dtype: torch.dtype, shape: list[int], nbytes: int) -> torch.Tensor:
+    """A fresh tensor of its own storage; big ones get transparent huge pages over the
+    2 MiB-aligned part of their memory (filled on first touch, by the read)."""
+    t = torch.empty(shape, dtype=dtype)
+    if nbytes >= 2 * _HUGE and _LIBC is not False:
+        start = -t.data_ptr() % _HUGE
+        _madvise_huge(t.data_ptr() + start, (nbytes - start) // _HUGE * _HUGE)
+    return t
 
 
 def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
-    """The file's tensors, each 64-byte aligned in one shared CPU buffer; or ``None``."""
+    """The file's tensors, each in its own 64-byte aligned CPU storage; or ``None``."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -123,16 +126,10 @@ def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
         entries = _layout(header)
         if entries is None or 8 + hlen + sum(e[4] for e in entries) != size:
             return None
-        places, total = [], 0
-        for *_, nbytes in entries:
-            places.append(total)
-            total += -(-nbytes // ALIGN) * ALIGN
-        buf, base = _buffer(total)
-        if (buf.data_ptr() + base) % ALIGN:  # never with torch's allocator; do not guess
-            return None
-        places = [base + p for p in places]
-        view = memoryview(buf.numpy())
-        iov = [view[p:p + e[4]] for p, e in zip(places, entries, strict=True) if e[4]]
+        tensors = [_storage(dtype, shape, nbytes) for _, dtype, shape, _, nbytes in entries]
+        if any(t.data_ptr() % ALIGN for t in tensors if t.numel()):
+            return None  # never with torch's allocator; do not guess
+        iov = [memoryview(t.view(-1).view(torch.uint8).numpy()) for t in tensors if t.numel()]
         offset = 8 + hlen
         for i in range(0, len(iov), _IOV_MAX):
             chunk = iov[i:i + _IOV_MAX]
@@ -144,20 +141,7 @@ def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
         return None
     finally:
         os.close(fd)
-    # Each tensor is set_ onto the shared storage, not sliced from ``buf``: views of one
-    # base share its autograd version counter, and an in-place update of one parameter
-    # (an optimizer step, BatchNorm's running stats) would then invalidate every other
-    # one saved for backward.
-    storage = buf.untyped_storage()
-    out = {}
-    for (name, dtype, shape, _, _), p in zip(entries, places, strict=True):
-        stride, step = [], 1
-        for d in reversed(shape):
-            stride.append(step)
-            step *= d
-        out[name] = torch.empty(0, dtype=dtype).set_(
-            storage, p // dtype.itemsize, shape, stride[::-1])
-    return out
+    return {e[0]: t for e, t in zip(entries, tensors, strict=True)}
 
 
 class Prefetch:

@@ -13,10 +13,10 @@ Fast path (``fast=True``, the default)
    the public ``torch.nn.init`` functions) skips the data-only initialisation ops on those
    meta parameters and RECORDS them per parameter (``.data``/``.detach()`` aliases are
    followed).
-2. The file is read into one buffer with every tensor at a 64-byte aligned offset
-   (:mod:`zoo_core.build._aligned_read`: a few ``preadv`` calls, no per-tensor
-   allocation, on a background thread while step 1 runs), where torch's allocator would
-   put it: the model then computes bit for bit what timm's and torchvision's copying
+2. The file is read with every tensor in its own storage, 64-byte aligned
+   (:mod:`zoo_core.build._aligned_read`: one allocation per tensor and a few ``preadv``
+   calls, on a background thread while step 1 runs), where torch's allocator puts it:
+   the model then computes bit for bit what timm's and torchvision's copying
    loaders compute (a tensor mapped at 16 or 48 mod 64 made oneDNN/MKL take other kernel
    paths). A file that reader does not handle is memory-mapped by
    ``safetensors.torch.load_file`` and its misaligned tensors copied.

@@ -212,7 +212,7 @@ def test_a_torchvision_builder_swallowing_drop_rate_is_refused():
 
 
 @pytest.mark.parametrize("key, alternative", [
-    ("scriptable", "torch.jit.script(model)"), ("exportable", "torch.export.export"),
+    ("scriptable", "torch.jit.script(model)"), ("exportable", "zoo export MODEL"),
     ("no_jit", "timm.create_model(name, no_jit=True)")])
 def test_refused_timm_switches_name_what_to_do(key, alternative):
     with pytest.raises(zoo_core.InvalidArgumentError) as err:

@@ -53,10 +53,11 @@ RESERVED: dict[str, str] = {
     "scriptable": ("timm's TorchScript switch is not a model option zoo_core records; build "
                    "the model, then torch.jit.script(model), or call "
                    "timm.create_model(name, scriptable=True) directly"),
-    "exportable": ("timm's export switch is not a model option zoo_core records; build the "
-                   "model, then torch.export.export(model, (example_input,)) or "
-                   "torch.onnx.export, or call timm.create_model(name, exportable=True) "
-                   "directly"),
+    "exportable": ("timm's export switch is not a model option zoo_core records; for a "
+                   "saved model or run use `zoo export MODEL --format onnx|torchscript|"
+                   "exported-program --out FILE` (parity-checked), or build the model, then "
+                   "torch.export.export(model, (example_input,)), or call "
+                   "timm.create_model(name, exportable=True) directly"),
     "no_jit": ("timm's no-JIT switch is not a model option zoo_core records; call "
                "timm.create_model(name, no_jit=True) directly, or wrap the build in "
                "timm.layers.set_layer_config(no_jit=True)"),

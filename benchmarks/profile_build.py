@@ -1,0 +1,74 @@
+"""Where a fast-path build's time goes: ``build_model`` of one timm arch, profiled.
+
+Prints, in one process after a warm-up: the median build time; the file-loading floor
+(``safetensors.torch.load_file`` + reading every weight) and the aligned read alone; and
+the share of ``cProfile``'d builds spent constructing the architecture, applying the
+strategy and checking the weights file.
+
+    OMP_NUM_THREADS=1 python benchmarks/profile_build.py [--arch resnet50] [--reps 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import tempfile
+import time
+
+
+def _median_ms(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="resnet50")
+    ap.add_argument("--reps", type=int, default=7)
+    args = ap.parse_args()
+    import timm
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import zoo_core
+    from zoo_core.build._aligned_read import read_aligned
+
+    torch.set_num_threads(1)
+    path = os.path.join(tempfile.mkdtemp(), f"{args.arch}.safetensors")
+    save_file(timm.create_model(args.arch).state_dict(), path)
+
+    def build():
+        return zoo_core.build_model(args.arch, 10, "linear_probe", weights=path)
+
+    def floor():
+        return [t.sum() for t in load_file(path).values()]
+
+    for fn in (build, floor, lambda: read_aligned(path)):
+        fn()  # warm-up
+    print(f"{args.arch}: build {_median_ms(build, args.reps):.1f} ms, floor "
+          f"{_median_ms(floor, args.reps):.1f} ms, aligned read alone "
+          f"{_median_ms(lambda: read_aligned(path), args.reps):.1f} ms "
+          f"(median of {args.reps}, one process)")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(3):
+        build()
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
+    total = max(ct for (_, _, fn), (_, _, _, ct, _) in stats.items() if fn == "build_model")
+    for label, func in (("construct the architecture (meta)", "_construct_on_meta"),
+                        ("apply the strategy", "apply_strategy"),
+                        ("check the weights file", "_fetch")):
+        ct = max((v[3] for (_, _, fn), v in stats.items() if fn == func), default=0.0)
+        print(f"  {label:36s} {100 * ct / total:5.1f}% of 3 profiled builds")
+
+
+if __name__ == "__main__":
+    main()

@@ -43,10 +43,8 @@ class AutoThresholds:
     # measured auto (zoo finetune), see zoo_core/strategies/_decide.py and README "How auto decides"
     learnable_margin: float = 0.10
     similar_gain: float = 0.05  # the gain in points, at least (and 2x its standard error)
-    similar_share: float = 0.85  # ... closing this share of the room above random and chance
+    similar_share: float = 0.45  # ... closing this share of the room above chance
     refuse_p: float = 0.01  # refuse only when no probe beats its permutation baseline at this
-    frozen_enough: float = 0.97
-    frozen_gain: float = 0.40
     pilot_fraction: float = 0.25
     pilot_min_per_class: int = 50
 
@@ -274,8 +272,8 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
             expect(("auto", key), value, int, "a positive integer")
             if value < 1:
                 raise fail(("auto", key), "must be >= 1")
-        elif key in ("high_similarity", "frozen_enough", "pilot_fraction", "learnable_margin",
-                     "similar_gain", "frozen_gain", "similar_share", "refuse_p"):
+        elif key in ("high_similarity", "pilot_fraction", "learnable_margin",
+                     "similar_gain", "similar_share", "refuse_p"):
             expect(("auto", key), value, (int, float), "a number in [0, 1]")
             if not 0 <= value <= 1:
                 raise fail(("auto", key), "must be within [0, 1]")
@@ -387,8 +385,7 @@ def _to_catalog(data: Mapping[str, Any], files: tuple[str, ...]) -> Catalog:
         auto=AutoThresholds(
             plenty_per_class=auto.get("plenty_per_class", AutoThresholds.plenty_per_class),
             **{k: float(auto[k]) for k in ("high_similarity", "learnable_margin", "similar_gain",
-                                           "frozen_enough", "frozen_gain", "pilot_fraction",
-                                           "similar_share", "refuse_p")
+                                           "pilot_fraction", "similar_share", "refuse_p")
                if k in auto},
             **{k: int(auto[k]) for k in ("pilot_min_per_class",) if k in auto},
         ),

@@ -117,7 +117,8 @@ def print_rows(rows: list[dict], title: str) -> None:
                 f"{r['accuracy'][s]:>11.3f}{'*' if r['accuracy'][s] == best else ' '}"
                 if s in r["accuracy"] else f"{'-':>12}" for s in STRATEGIES)
             print(f"{r['task']:<16} {str(r['per_class'] or 'all'):>4} {r['seed']:>4} {cells} "
-                  f"{r['auto']:>13} {r['cell']:<22} {'✓' if r['hit'] else '✗'}")
+                  f"{r['auto']:>13} {r['cell']:<22} {'✓' if r['hit'] else '✗'} "
+                  f"{r.get('note', '')}".rstrip())
     s = summarise(rows)
     if not s["task_seeds"]:
         print("every task-seed saturated: nothing to score")
@@ -133,11 +134,15 @@ def print_rows(rows: list[dict], title: str) -> None:
 
 
 def replay(rows: list[dict]) -> list[dict]:
-    """Re-decide from saved measurements with the current thresholds. A pilot that the
-    saved run did not make is settled by the first candidate (marked in ``note``)."""
+    """Re-decide from saved measurements with the current thresholds. A pilot the saved run
+    made (the same candidates, in any order) is re-read; one it did not make is settled by
+    its first candidate -- for a refusal's pilot: assumed to find the signal -- marked
+    ``pilot?`` in the table, and its cost estimated as ``pilot_fraction`` of the epochs on
+    80% of the images for each candidate (from the saved training times)."""
     from zoo_core.registry._registry import get_registry
     from zoo_core.strategies._decide import decide
     from zoo_core.train._compare import score_auto
+    from zoo_core.train._evidence import p_value
 
     th = get_registry().catalog.auto
     out = []
@@ -156,11 +161,27 @@ def replay(rows: list[dict]) -> list[dict]:
                    evidence=f.get("evidence") or None)
         choice = "refused" if d.strategy == "refuse" else d.strategy
         pilot = f.get("pilot") or {}
+        note, seconds = "", r["auto_seconds"]
+        saved_pilot = pilot.get("seconds", 0.0) if "accuracy" in pilot else 0.0
         if d.pilot and f["min_per_class"] >= th.pilot_min_per_class:
-            if pilot.get("candidates") == list(d.pilot):
+            if set(pilot.get("candidates") or ()) == set(d.pilot):
                 accs = pilot["accuracy"]
-                choice = max(d.pilot, key=lambda s: accs[s] - (0.01 if s != d.pilot[0] else 0))
-        out.append({**r, "auto": choice, "cell": d.cell,
+                best = max(d.pilot, key=lambda s: accs[s] - (0.01 if s != d.pilot[0] else 0))
+                if d.strategy != "refuse":
+                    choice = best
+                else:  # the saved pilot's accuracies; its holdout taken as balanced
+                    n, chance = pilot["holdout"], f["chance"]
+                    sd = (chance * (1 - chance) / n) ** 0.5
+                    p = p_value(max(accs.values()), chance, sd)[1] * len(d.pilot)
+                    choice = best if p < th.refuse_p else "refused"
+            else:
+                choice, note = d.pilot[0], "pilot?"
+                seconds += -saved_pilot + sum(
+                    th.pilot_fraction * 0.8 * r["seconds"].get(s, 0.0) for s in d.pilot)
+        elif saved_pilot:
+            seconds -= saved_pilot  # the saved run piloted; the current rules would not
+        out.append({**r, "auto": choice, "cell": d.cell, "note": note,
+                    "auto_seconds": seconds,
                     "hit": score_auto(choice, r["accuracy"], r["chance"])})
     return out
 

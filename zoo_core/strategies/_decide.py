@@ -144,13 +144,12 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
         candidates = ("finetune",) if size == "scarce" else ("scratch", "finetune")
         return Decision(
             "refuse",
-            f"{cell}, nothing learnt by the probes: {nothing}; {figures}; {size_txt}. "
-            f"A pilot of {' and '.join(candidates)} on a holdout split of the training "
-            "images (where there are images enough to hold out) trains only if it beats "
-            "the holdout's chance significantly; otherwise transfer learning is not "
-            "recommended: nothing to learn from. Check the labels, collect more data, or "
-            "choose a strategy explicitly (--strategy finetune|partial:K|first:K|scratch, "
-            "or --force)",
+            f"transfer learning not recommended: nothing to learn from ({cell}) -- {nothing}; "
+            f"{figures}; {size_txt}. Where there are {t.pilot_min_per_class} images per "
+            f"class to hold out, a pilot of {' and '.join(candidates)} looks for a signal "
+            "the probes missed and trains only if it beats the holdout's chance "
+            "significantly. Check the labels, collect more data, or choose a strategy "
+            "explicitly (--strategy finetune|partial:K|first:K|scratch, or --force)",
             cell, table, table != "refuse", pilot=candidates)
     if hard:
         if size == "plenty":

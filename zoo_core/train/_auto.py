@@ -7,7 +7,12 @@
 3. where the decision leaves two candidates close and there is data enough to hold some
    out (``[auto] pilot_min_per_class``), a short **pilot** trains both on a stratified
    80/20 split of the training images for ``[auto] pilot_fraction`` of the epochs and
-   keeps the better one (ties keep the decision's first choice).
+   keeps the better one (ties keep the decision's first choice);
+4. where no probe found anything to learn, the decision is a refusal with a pilot: with
+   images enough to hold out, the pilot trains its candidates and auto refuses only when
+   none beats the holdout's chance significantly
+   (:func:`zoo_core.train._evidence.holdout_test`, ``p < [auto] refuse_p``); else it
+   trains the best one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from zoo_core.errors import StrategyError, TransferNotRecommendedError
+from zoo_core.train._evidence import holdout_test
 from zoo_core.train._measure import Measurements, measure_transfer
 from zoo_core.train._utils import _Printer
 
@@ -104,7 +110,8 @@ def _run_pilot(candidates: tuple[str, ...], folder: FolderData, *, epochs: int, 
     first = candidates[0]
     best = max(candidates, key=lambda s: (accs[s] - (0.01 if s != first else 0.0)))
     info = {"candidates": list(candidates), "accuracy": accs, "epochs": epochs,
-            "holdout": len(pilot_data.val), "seconds": round(time.perf_counter() - started, 3)}
+            "holdout": len(pilot_data.val), "seconds": round(time.perf_counter() - started, 3),
+            "evidence": holdout_test(accs, [lab for _, lab in pilot_data.val])}
     return best, info
 
 
@@ -150,14 +157,12 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
                                "thresholds": dataclasses.asdict(thresholds)}
     say(f"table cell  {d.cell}: the table says {d.table_choice}")
     if d.strategy == "refuse":
-        if not force:
-            err = TransferNotRecommendedError(
-                f"{d.reason}\nmeasured:\n{fmt_measurements(m)}")
-            err.figures = figures  # type: ignore[attr-defined]
-            raise err
-        reason = f"forced (--force): auto said {d.reason}; fine-tuning everything anyway"
-        say("decision    finetune (forced; auto said: transfer learning not recommended)")
-        return "finetune", reason, True, figures
+        if force:
+            reason = f"forced (--force): auto said {d.reason}; fine-tuning everything anyway"
+            say("decision    finetune (forced; auto said: transfer learning not recommended)")
+            return "finetune", reason, True, figures
+        return _pilot_or_refuse(d, m, figures, folder, epochs=epochs, seed=seed, pilot=pilot,
+                                thresholds=thresholds, say=say)
     strategy, reason = d.strategy, d.reason
     if d.pilot and pilot is not None and m.min_per_class >= thresholds.pilot_min_per_class:
         pilot_epochs = max(1, round(epochs * thresholds.pilot_fraction))
@@ -177,6 +182,42 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
             " -- as the table says")
     say(f"decision    {strategy}{note}: {reason}")
     return strategy, reason, False, figures
+
+
+def _refuse(reason: str, m: Measurements, figures: dict[str, Any]) -> TransferNotRecommendedError:
+    err = TransferNotRecommendedError(f"{reason}\nmeasured:\n{fmt_measurements(m)}")
+    err.figures = figures  # type: ignore[attr-defined]
+    return err
+
+
+def _pilot_or_refuse(d: Any, m: Measurements, figures: dict[str, Any], folder: FolderData, *,
+                     epochs: int, seed: int, pilot: PilotFn | None, thresholds: Any,
+                     say: _Printer) -> tuple[str, str, bool, dict[str, Any]]:
+    """No probe found anything: pilot ``d.pilot`` where images can be held out, and refuse
+    unless the best beats the holdout's chance at ``p < refuse_p`` (module doc)."""
+    if not d.pilot or pilot is None or m.min_per_class < thresholds.pilot_min_per_class:
+        why = (f"fewer than {thresholds.pilot_min_per_class} images per class to hold out "
+               f"(smallest class {m.min_per_class})" if pilot is not None else
+               "no pilot runner")
+        figures["pilot"] = {"skipped": why}
+        raise _refuse(f"{d.reason} (pilot not run: {why})", m, figures)
+    pilot_epochs = max(1, round(epochs * thresholds.pilot_fraction))
+    best, info = _run_pilot(d.pilot, folder, epochs=pilot_epochs, seed=seed, pilot=pilot,
+                            say=say)
+    figures["pilot"] = info
+    ev = info["evidence"]
+    found = (f"pilot ({pilot_epochs} epochs on an 80/20 split): "
+             + ", ".join(f"{k} {v:.3f}" for k, v in info["accuracy"].items())
+             + f" on {ev['n']} held-out images against their chance {ev['chance']:.3f} "
+             f"(p={ev['p']:.2g}, significant from p < {thresholds.refuse_p:g})")
+    if ev["p"] >= thresholds.refuse_p:
+        raise _refuse(f"{d.reason}; the {found} found nothing either", m, figures)
+    reason = (f"{d.cell}, hard: the probes found nothing significant, but the {found} "
+              f"did: train {best}")
+    figures["strategy"] = best
+    figures["departs_from_table"] = best != d.table_choice
+    say(f"decision    {best} -- departs from the table's {d.table_choice}: {reason}")
+    return best, reason, False, figures
 
 
 def auto_note(f: Mapping[str, Any]) -> str:

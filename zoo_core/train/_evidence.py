@@ -17,6 +17,12 @@ and the spread of the permuted runs; ``p = P(Z >= z)`` for a standard normal ``Z
 :func:`zoo_core.strategies._decide.decide` multiplies the smallest p by the number of
 feature sets tested (Bonferroni) before comparing it with ``[auto] refuse_p``.
 
+Where no probe is significant and images can be held out, ``auto`` trains a short **pilot**
+before it refuses (:mod:`zoo_core.train._auto`); :func:`holdout_test` is the test on its
+result: the pilot's holdout accuracy against the holdout's majority rate, with the binomial
+standard error of an accuracy on that many images, the best of the pilot's candidates
+counted as that many tests (Bonferroni).
+
 >>> import numpy as np
 >>> from zoo_core.train._measure import cv_probe
 >>> rng = np.random.default_rng(0)
@@ -88,6 +94,28 @@ def permutation_test(x: np.ndarray, y: np.ndarray, *, probe: float, seed: int,
     z, p = p_value(probe, baseline, sd)
     return Evidence(probe=float(probe), baseline=baseline, baseline_std=spread, sd=sd,
                     z=float(z), p=float(p), n=len(y), permutations=permutations)
+
+
+def holdout_test(accuracies: dict[str, float], labels: Any) -> dict[str, Any]:
+    """A pilot's evidence: the best holdout accuracy in ``accuracies`` (strategy -> accuracy
+    on the holdout images whose labels are ``labels``) against the holdout's majority rate;
+    ``p`` is one-sided and multiplied by the number of candidates (Bonferroni).
+
+    >>> holdout_test({"finetune": 0.45}, [0, 1, 2, 3] * 16)["p"] < 0.01
+    True
+    >>> holdout_test({"finetune": 0.30, "scratch": 0.28}, [0, 1, 2, 3] * 16)["p"] > 0.01
+    True
+    """
+    n = len(labels)
+    counts: dict[Any, int] = {}
+    for lab in labels:
+        counts[lab] = counts.get(lab, 0) + 1
+    chance = max(counts.values()) / n if n else 1.0
+    best = max(accuracies.values())
+    rate = min(max(chance, 1.0 / max(n, 1)), 1.0 - 1.0 / max(n, 1))
+    z, p = p_value(best, chance, math.sqrt(rate * (1.0 - rate) / max(n, 1)))
+    return {"accuracy": best, "chance": chance, "n": n, "z": z,
+            "p": min(1.0, p * len(accuracies)), "tests": len(accuracies)}
 
 
 def raw_pixels(items: Any, indices: Any) -> tuple[np.ndarray, np.ndarray]:

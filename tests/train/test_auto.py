@@ -34,14 +34,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(
     ("per_class", "pre", "rand", "strategy", "cell"),
     [
-        (10, 0.99, 0.50, "linear_probe", "scarce + similar"),
-        (10, 1.00, 0.69, "finetune", "scarce + similar"),  # frozen_gain: the demo cell
-        (10, 0.96, 0.60, "finetune", "scarce + similar"),
-        (200, 0.96, 0.60, "finetune", "plenty + similar"),
+        (10, 0.99, 0.50, "linear_probe", "scarce + similar"),  # 61% of the room above chance
+        (10, 1.00, 0.69, "finetune", "scarce + dissimilar"),  # 39%: the demo cell
+        (10, 0.96, 0.75, "finetune", "scarce + dissimilar"),
+        (200, 0.96, 0.40, "finetune", "plenty + similar"),
         (200, 0.60, 0.70, "scratch", "plenty + dissimilar"),
         (10, 0.60, 0.70, "finetune", "scarce + dissimilar"),  # never refused on similarity
         (10, 0.22, 0.21, "refuse", "scarce + dissimilar"),  # nothing to learn
-        (200, 0.22, 0.21, "scratch", "plenty + dissimilar"),  # plenty: let the net try
+        (200, 0.22, 0.21, "refuse", "plenty + dissimilar"),  # ... unless a pilot finds some
     ],
 )
 def test_decide_cells(per_class, pre, rand, strategy, cell):
@@ -73,7 +73,7 @@ def test_decide_refuses_only_on_evidence_and_says_what_was_tested():
             "raw pixels": _ev(0.27, 0.25, 0.3)}
     d = decide(per_class=80, chance=0.25, probe_pretrained=0.338, probe_random=0.30,
                spread=0.16, evidence=hard)
-    assert d.strategy == "finetune" and d.reason.startswith("hard")
+    assert d.strategy == "finetune" and d.reason.startswith("scarce + dissimilar, hard:")
     assert "pretrained 0.338 vs 0.250 (p=0.002)" in d.reason
     # plenty and hard: a pilot settles finetune against scratch
     d = decide(per_class=300, chance=0.25, probe_pretrained=0.338, probe_random=0.30,
@@ -109,21 +109,26 @@ def test_similarity_has_a_scale():
     d = decide(per_class=100, chance=0.2, probe_pretrained=0.964, probe_random=0.824,
                spread_pretrained=0.023, spread_random=0.046)
     assert d.cell == "plenty + dissimilar" and "of the room" in d.reason
-    # digits: the pretrained probe closes nearly all of it -> similar
-    d = decide(per_class=100, chance=0.2, probe_pretrained=0.999, probe_random=0.833,
-               spread_pretrained=0.005, spread_random=0.047)
+    # glyph classes regrouped (saved tuning figures, glyph-groups 100/class would be alike):
+    # random features fail, pretrained ones close 63% of the room above chance -> similar
+    d = decide(per_class=100, chance=0.2, probe_pretrained=0.813, probe_random=0.283,
+               spread_pretrained=0.102, spread_random=0.128)
     assert d.cell == "plenty + similar" and d.pilot == ("finetune", "partial:1")
 
 
 def test_near_a_threshold_runs_the_pilot():
-    # share 0.83 of the room, one standard error from similar_share 0.85: pilot both sides
-    d = decide(per_class=100, chance=0.2, probe_pretrained=0.95, probe_random=0.70,
+    # share 0.44 of the room above chance, one standard error (0.04) from similar_share
+    # 0.45: pilot both sides
+    d = decide(per_class=100, chance=0.2, probe_pretrained=0.95, probe_random=0.60,
                spread_pretrained=0.03, spread_random=0.06)
-    assert d.pilot == ("finetune", "scratch")
-    # probe 0.967 against frozen_enough 0.97 (the case): linear_probe vs finetune
-    d = decide(per_class=60, chance=0.2, probe_pretrained=0.967, probe_random=0.40,
-               spread=0.04)
+    assert d.cell == "plenty + dissimilar" and d.pilot == ("finetune", "scratch")
+    d = decide(per_class=60, chance=0.2, probe_pretrained=0.95, probe_random=0.60,
+               spread_pretrained=0.03, spread_random=0.06)
     assert d.strategy == "finetune" and d.pilot == ("finetune", "linear_probe")
+    # just above it (0.46): frozen by default, pilot against finetune
+    d = decide(per_class=60, chance=0.2, probe_pretrained=0.95, probe_random=0.58,
+               spread_pretrained=0.03, spread_random=0.06)
+    assert d.strategy == "linear_probe" and d.pilot == ("linear_probe", "finetune")
     # far from every threshold: no pilot
     d = decide(per_class=60, chance=0.2, probe_pretrained=1.0, probe_random=0.40, spread=0.0)
     assert d.strategy == "linear_probe" and d.pilot == ()
@@ -135,10 +140,13 @@ def test_decide_without_pretrained_weights_is_scratch():
 
 
 def test_decide_reads_thresholds():
-    t = AutoThresholds(frozen_enough=0.8, frozen_gain=0.3, similar_share=0.5)
+    # share 0.44: dissimilar at the default 0.45, similar from 0.4
+    assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5
+                  ).strategy == "finetune"
+    t = AutoThresholds(similar_share=0.4)
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
                   thresholds=t).strategy == "linear_probe"
-    t = AutoThresholds(plenty_per_class=5, similar_share=0.5)
+    t = AutoThresholds(plenty_per_class=5, similar_share=0.4)
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
                   thresholds=t).cell == "plenty + similar"
 
@@ -159,9 +167,14 @@ def test_registry_auto_keys_are_validated(tmp_path, monkeypatch):
     reset_registry()
     with pytest.raises(ConfigError, match="auto.refuse_p"):
         get_registry()
-    user.write_text("[auto]\nfrozen_enough = 3\n")
+    user.write_text("[auto]\nsimilar_share = 3\n")
     reset_registry()
-    with pytest.raises(ConfigError, match="auto.frozen_enough"):
+    with pytest.raises(ConfigError, match="auto.similar_share"):
+        get_registry()
+    # the keys of the rule that similar_share replaced are gone, and say so
+    user.write_text("[auto]\nfrozen_enough = 0.9\n")
+    reset_registry()
+    with pytest.raises(ConfigError, match="auto.frozen_enough.*unknown key"):
         get_registry()
 
 
@@ -286,6 +299,63 @@ def test_auto_refuses_random_labels_and_force_overrides(tmp_path):
     assert "label-permutation baseline" in str(info.value)
     _, res = finetune("zoonet_s", root, strategy="auto", force=True, epochs=1, **QUIET)
     assert res.strategy == "finetune" and res.forced and "forced" in res.reason
+
+
+def test_holdout_test_counts_the_holdout_majority_and_the_candidates():
+    from zoo_core.train._evidence import holdout_test
+
+    # 64 held-out images, 4 balanced classes: 0.47 is far above 0.25, 0.30 is not
+    assert holdout_test({"finetune": 0.47}, [0, 1, 2, 3] * 16)["p"] < 1e-3
+    ev = holdout_test({"finetune": 0.30}, [0, 1, 2, 3] * 16)
+    assert ev["p"] > 0.01 and ev["chance"] == 0.25 and ev["n"] == 64
+    # chance is the holdout's majority rate: 0.47 on a holdout that is half class 0 is not
+    assert holdout_test({"finetune": 0.47}, [0] * 32 + [1, 2, 3] * 11)["p"] > 0.5
+    # two candidates: the best of two counts as two tests (Bonferroni)
+    one = holdout_test({"a": 0.40}, [0, 1, 2, 3] * 16)
+    two = holdout_test({"a": 0.40, "b": 0.20}, [0, 1, 2, 3] * 16)
+    assert two["p"] == pytest.approx(2 * one["p"]) and two["tests"] == 2
+
+
+def test_refusal_pilots_first_where_images_can_be_held_out(tmp_path, monkeypatch):
+    from zoo_core.registry._registry import reset_registry
+    from zoo_core.train._auto import _decide
+    from zoo_core.train._utils import _Printer
+
+    user = tmp_path / "r.toml"
+    user.write_text("[auto]\npilot_min_per_class = 5\n")
+    monkeypatch.setenv("ZOO_CORE_REGISTRY", str(user))
+    reset_registry()
+    root = embedded_task("random-labels", 6, cache=tmp_path / "c", val_per_class=4)
+    folder = scan_image_folder(root, warn=False)
+    seen = []
+
+    def pilot(acc):
+        def run(strategy, data, epochs):
+            seen.append((strategy, len(data.train), len(data.val), epochs))
+            return acc
+        return run
+
+    kw = {"weights": "default", "seed": 0, "force": False, "device": "cpu", "num_workers": 0,
+          "say": _Printer(False), "epochs": 8}
+    # no probe is significant: a pilot of finetune on an 80/20 split, 1/4 of the epochs; at
+    # chance it finds nothing either, and auto refuses saying so
+    with pytest.raises(TransferNotRecommendedError, match="found nothing either") as info:
+        _decide("zoonet_s", folder, pilot=pilot(0.2), **kw)
+    assert seen == [("finetune", 25, 5, 2)]
+    assert info.value.figures["pilot"]["evidence"]["p"] >= 0.01
+    assert "nothing to learn from (scarce + dissimilar)" in str(info.value)
+    # a pilot far above the holdout's chance is evidence the probes missed: auto trains
+    strategy, reason, forced, fig = _decide("zoonet_s", folder, pilot=pilot(1.0), **kw)
+    assert (strategy, forced) == ("finetune", False)
+    assert "the probes found nothing significant, but the pilot" in reason
+    assert fig["pilot"]["evidence"]["p"] < 0.01 and fig["strategy"] == "finetune"
+    # too few images to hold out: refused without a pilot, and the message says why
+    user.write_text("[auto]\npilot_min_per_class = 50\n")
+    reset_registry()
+    seen.clear()
+    with pytest.raises(TransferNotRecommendedError, match="pilot not run: fewer than 50"):
+        _decide("zoonet_s", folder, pilot=pilot(1.0), **kw)
+    assert seen == []
 
 
 def test_auto_without_pretrained_weights_is_scratch(digits):

@@ -15,7 +15,8 @@ Pipeline, top to bottom in :func:`finetune`:
    training sample, images per class and the spread; :func:`zoo_core.strategies._decide.decide`
    places the data in a cell of the transfer-learning table and picks among
    ``linear_probe``, ``partial:1``, ``finetune`` and ``scratch``, with a short pilot
-   where two are close. Data with nothing to learn from (both probes near chance, scarce)
+   where two are close. Data with nothing to learn from (no probe above its
+   label-permutation baseline, nor a pilot above chance where images can be held out)
    raises :class:`~zoo_core.TransferNotRecommendedError` carrying the figures
    (``exc.figures``) unless ``force=True`` (then ``finetune``).
 3. **preprocessing** — from the model's data config through timm

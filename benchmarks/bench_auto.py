@@ -169,10 +169,13 @@ def replay(rows: list[dict]) -> list[dict]:
                 best = max(d.pilot, key=lambda s: accs[s] - (0.01 if s != d.pilot[0] else 0))
                 if d.strategy != "refuse":
                     choice = best
-                else:  # the saved pilot's accuracies; its holdout taken as balanced
+                elif "evidence" in pilot:  # the saved pilot's own holdout test
+                    p = pilot["evidence"]["p"]
+                else:  # older figures: the holdout taken as balanced
                     n, chance = pilot["holdout"], f["chance"]
                     sd = (chance * (1 - chance) / n) ** 0.5
                     p = p_value(max(accs.values()), chance, sd)[1] * len(d.pilot)
+                if d.strategy == "refuse":
                     choice = best if p < th.refuse_p else "refused"
             else:
                 choice, note = d.pilot[0], "pilot?"

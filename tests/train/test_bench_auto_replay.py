@@ -1,0 +1,55 @@
+"""benchmarks/bench_auto.py --replay: re-deciding from saved figures under the current
+rules, pilots read back in any order, a refusal's pilot tested, an assumed pilot marked."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _bench():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_auto", BENCH / "bench_auto.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _row(task, per_class, seed):
+    rows = json.loads((BENCH / "results" / "bench_auto_issue21_tuning.json").read_text())
+    return copy.deepcopy(next(r for r in rows["tuning"]
+                              if (r["task"], r["per_class"], r["seed"]) ==
+                              (task, per_class, seed)))
+
+
+def test_replay_tests_a_refusals_pilot_and_marks_an_assumed_one():
+    bench = _bench()
+    # photo-shapes 80/class seed 1: no probe significant -> a refusal with a pilot of finetune
+    row = _row("photo-shapes", 80, 1)
+    (out,) = bench.replay([row])
+    assert (out["auto"], out["note"]) == ("finetune", "pilot?")  # not in the saved run
+    assert out["auto_seconds"] > row["auto_seconds"]  # its cost is estimated
+    pilot = {"candidates": ["finetune"], "accuracy": {"finetune": 0.30}, "holdout": 64,
+             "seconds": 1.5, "evidence": {"p": 0.2}}
+    row["figures"]["pilot"] = pilot
+    (out,) = bench.replay([row])
+    assert (out["auto"], out["note"]) == ("refused", "") and not out["hit"]
+    pilot["evidence"]["p"] = 3e-5
+    (out,) = bench.replay([row])
+    assert (out["auto"], out["hit"]) == ("finetune", False)  # 5 points behind first:1
+
+
+def test_replay_reads_a_saved_pilot_in_any_order():
+    bench = _bench()
+    # digits 5-9, all images: plenty + dissimilar now pilots scratch against finetune; the
+    # saved run piloted finetune against scratch (1.000 vs 0.926)
+    (out,) = bench.replay([_row("digits5-9", None, 0)])
+    assert (out["auto"], out["cell"], out["note"]) == ("finetune", "plenty + dissimilar", "")

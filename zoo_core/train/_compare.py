@@ -3,8 +3,8 @@ embedded data, every strategy in each, and what ``auto`` chose (``zoo finetune -
 
 | cell | embedded task | epochs |
 |---|---|---|
-| scarce + similar | digits 5-9, 10 training images per class | 30 |
-| plenty + similar | digits 5-9, every training image (~140 per class) | 10 |
+| scarce + similar | glyph classes held out of the pretraining, 10 training images per class | 30 |
+| plenty + similar | the same glyph classes, 100 training images per class | 10 |
 | plenty + dissimilar | procedural textures, 100 per class | 10 |
 | scarce, nothing to learn | noise images with random labels, 10 per class | 30 |
 
@@ -31,8 +31,8 @@ STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 COMPARE_STRATEGIES = (*STRATEGIES, "auto")
 # (label, task, training images per class, epochs): plenty cells take more steps per epoch
 CELLS = (
-    ("scarce + similar", "digits5-9", 10, DEFAULT_EPOCHS),
-    ("plenty + similar", "digits5-9", None, 10),
+    ("scarce + similar", "glyphs-heldout", 10, DEFAULT_EPOCHS),
+    ("plenty + similar", "glyphs-heldout", 100, 10),
     ("plenty + dissimilar", "textures", 100, 10),
     ("scarce, nothing to learn", "random-labels", 10, DEFAULT_EPOCHS),
 )

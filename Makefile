@@ -1,5 +1,6 @@
 # `make demo`: create .venv (first time only) and run the main job on the embedded default.
-# `make test`: create .venv (first time only) and run lint + the whole test suite.
+# `make test`: create .venv (first time only) and run lint + the whole test suite, one
+# pytest-xdist worker per core (at most 4).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -22,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check zoo_core plugins tests benchmarks scripts
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py

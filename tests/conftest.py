@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -11,6 +12,35 @@ from pathlib import Path
 import pytest
 from adversary import bad_server  # noqa: F401  (fixture for the adversarial tests)
 from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub tests)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker is one process per
+    core: one torch thread each, and one for the processes tests start, or the workers'
+    threads oversubscribe the cores and small-model training slows many times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker hands its tally of bad inputs to the controller (``pytest_testnodedown``)."""
+    from adversary import TALLY
+
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["adversary_tally"] = dict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist controller: add a finished worker's tally to the session's."""
+    from adversary import TALLY
+
+    TALLY.update(getattr(node, "workeroutput", {}).get("adversary_tally", {}))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

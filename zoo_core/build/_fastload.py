@@ -231,7 +231,11 @@ def _has_meta(m: nn.Module) -> bool:
     for b in m._buffers.values():
         if b is not None and b.is_meta:
             return True
-    return any(isinstance(v, torch.Tensor) and v.is_meta for v in vars(m).values())
+    tensor = torch.Tensor
+    for v in m.__dict__.values():  # (a plain loop: twice as fast as any() on a generator)
+        if isinstance(v, tensor) and v.is_meta:
+            return True
+    return False
 
 
 def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
@@ -240,8 +244,9 @@ def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
     owner._parameters[leaf] = value
 
 
-def _plain_loading(model: nn.Module) -> bool:
-    """Whether ``load_state_dict(assign=True)`` would only assign, module by module."""
+def _plain_loading(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> bool:
+    """Whether ``load_state_dict(assign=True)`` would only assign, module by module
+    (``modules``: ``model.modules()`` when the caller has walked them already)."""
     import torch.nn.modules.module as mm
     from torch.nn.modules.batchnorm import _NormBase
 
@@ -252,7 +257,7 @@ def _plain_loading(model: nn.Module) -> bool:
     if torch.__future__.get_swap_module_params_on_conversion():
         return False
     plain = (nn.Module._load_from_state_dict, _NormBase._load_from_state_dict)
-    for m in model.modules():
+    for m in model.modules() if modules is None else modules:
         if m._load_state_dict_pre_hooks or m._load_state_dict_post_hooks:
             return False
         cls = type(m)
@@ -268,11 +273,18 @@ def _plain_loading(model: nn.Module) -> bool:
 _PLAIN_CLASS: dict[type, bool] = {}  # (classes are not changed after definition)
 
 
-def _assign(model: nn.Module, sd: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+def _assign(
+    model: nn.Module, sd: dict[str, torch.Tensor],
+    mods: Iterable[tuple[str, nn.Module]] | None = None,
+) -> tuple[list[str], list[str]]:
     """``load_state_dict(sd, strict=False, assign=True)`` for a model where that only assigns
-    (:func:`_plain_loading`): (missing, unexpected) keys. Shapes were checked before."""
+    (:func:`_plain_loading`): (missing, unexpected) keys. Shapes were checked before.
+    ``mods``: ``model.named_modules(remove_duplicate=False)``, when walked already."""
     missing, seen = [], set()
-    for mname, m in model.named_modules(remove_duplicate=False):
+    norm_base = _norm_base()
+    if mods is None:
+        mods = model.named_modules(remove_duplicate=False)
+    for mname, m in mods:
         prefix = mname + "." if mname else ""
         for name, p in m._parameters.items():
             if p is None:
@@ -289,7 +301,7 @@ def _assign(model: nn.Module, sd: dict[str, torch.Tensor]) -> tuple[list[str], l
             v = sd.get(prefix + name)
             if v is None:
                 # _NormBase fills a num_batches_tracked missing from a file without version
-                if not (name == "num_batches_tracked" and isinstance(m, _norm_base())):
+                if not (name == "num_batches_tracked" and isinstance(m, norm_base)):
                     missing.append(prefix + name)
                 continue
             seen.add(prefix + name)
@@ -314,8 +326,12 @@ def _fast_path(
         prefetch.result()  # no reader left behind
         raise
 
-    # Snapshot what the architecture set up, by name, before parameters get replaced.
-    named = list(model.named_parameters(remove_duplicate=False))
+    # Snapshot what the architecture set up, by name, before parameters get replaced. One
+    # walk of the module tree serves everything below (loading by assignment replaces
+    # parameters, never modules); named_parameters(remove_duplicate=False) is read off it.
+    mods = list(model.named_modules(remove_duplicate=False))
+    named = [(_dotted(mname, leaf), p) for mname, m in mods
+             for leaf, p in m._parameters.items() if p is not None]
     meta_of = {n: p for n, p in named}
     groups: dict[int, list[str]] = {}
     for n, p in named:
@@ -345,11 +361,12 @@ def _fast_path(
         if target is not None and v.dtype != target.dtype:
             sd[k] = v.to(target.dtype)  # on purpose: an fp16 file still gives an fp32 model
 
-    if _plain_loading(model):
-        missing, unexpected = _assign(model, sd)
+    if _plain_loading(model, (m for _, m in mods)):
+        missing, unexpected = _assign(model, sd, mods)
     else:
         result = model.load_state_dict(sd, strict=False, assign=True)
         missing, unexpected = result.missing_keys, result.unexpected_keys
+        mods = list(model.named_modules(remove_duplicate=False))  # (its hooks may do more)
     _check_keys(missing, unexpected, reinit, expected, shown)
     del sd
 
@@ -360,7 +377,6 @@ def _fast_path(
             for n in names[1:]:
                 _set_param(model, n, first)
 
-    mods = list(model.named_modules(remove_duplicate=False))  # one walk for what follows
     # Materialise still-meta parameters: only dropped head parameters may be left.
     done: dict[int, nn.Parameter] = {}
     for mname, m in mods:

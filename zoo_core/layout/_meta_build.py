@@ -16,7 +16,7 @@ import logging
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -129,15 +129,33 @@ def _is_inplace(name: str) -> bool:
     return name.endswith("_") and not name.endswith("__")
 
 
-def _iter_tensors(obj: Any, depth: int = 0) -> Iterable[torch.Tensor]:
+# Argument types that hold no tensor: skipped before the (slower) container checks. Most
+# arguments during construction are sizes, dtypes and devices.
+_LEAF_TYPES = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device,
+                         torch.layout, torch.memory_format})
+_NO_ROOTS: frozenset[int] = frozenset()
+
+
+def _iter_tensors(obj: Any, depth: int = 0) -> list[torch.Tensor]:
+    """The tensors in ``obj``, in lists/tuples/mappings up to two levels deep, in order."""
+    out: list[torch.Tensor] = []
+    _collect_tensors(obj, depth, out)
+    return out
+
+
+def _collect_tensors(obj: Any, depth: int, out: list[torch.Tensor]) -> None:
+    if type(obj) in _LEAF_TYPES:
+        return
     if isinstance(obj, torch.Tensor):
-        yield obj
+        out.append(obj)
     elif depth < 2 and isinstance(obj, (list, tuple)):
         for item in obj:
-            yield from _iter_tensors(item, depth + 1)
+            if type(item) not in _LEAF_TYPES:
+                _collect_tensors(item, depth + 1, out)
     elif depth < 2 and isinstance(obj, Mapping):
         for item in obj.values():
-            yield from _iter_tensors(item, depth + 1)
+            if type(item) not in _LEAF_TYPES:
+                _collect_tensors(item, depth + 1, out)
 
 
 class _Recorder:
@@ -164,10 +182,10 @@ class _Recorder:
             return i
         return self.alias.get(i)
 
-    def derived_roots(self, t: Any) -> set[int]:
-        if not isinstance(t, torch.Tensor):
-            return set()
-        return self.derived.get(id(t), set())
+    def derived_roots(self, t: Any) -> set[int] | frozenset[int]:
+        if not self.derived or not isinstance(t, torch.Tensor):
+            return _NO_ROOTS
+        return self.derived.get(id(t), _NO_ROOTS)
 
     def taint(self, root: int, why: str) -> None:
         self.tainted.setdefault(root, why)
@@ -177,7 +195,7 @@ class _Recorder:
 
     # -- registration --------------------------------------------------------------------
     def to_meta(self, p: nn.Parameter) -> nn.Parameter:
-        if p.device.type == "meta":
+        if p.is_meta:
             if id(p) not in self.roots:  # created on meta by the architecture itself
                 self._add_root(p, None)
             return p
@@ -191,8 +209,11 @@ class _Recorder:
         initial = None
         if p.numel() and p.data_ptr() not in self.empty_ptrs:
             initial = p.detach()  # created from real values (zeros, ones, randn*std, ...)
-        meta = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-        meta.__dict__.update(p.__dict__)
+        # what nn.Parameter(data, requires_grad) does for plain tensor data, minus a call
+        meta = torch.Tensor._make_subclass(
+            nn.Parameter, torch.empty_like(p, device="meta"), p.requires_grad)
+        if p.__dict__:
+            meta.__dict__.update(p.__dict__)
         self._add_root(meta, initial)
         self.converted[id(p)] = (weakref.ref(p), meta)
         return meta
@@ -250,10 +271,7 @@ class _Recorder:
             return func(*args, **kwargs)
 
         if name in _EMPTY_FACTORIES:
-            out = func(*args, **kwargs)
-            if isinstance(out, torch.Tensor) and out.device.type == "cpu" and out.numel():
-                self.empty_ptrs.add(out.data_ptr())
-            return out
+            return self.empty(func, args, kwargs)
 
         if "out" in kwargs:  # torch.add(a, b, out=param) & co. write into their out=
             for t in _iter_tensors(kwargs["out"]):
@@ -293,21 +311,25 @@ class _Recorder:
             # A fresh allocation at an address torch.empty handed out earlier means that
             # empty tensor was freed: the address no longer marks uninitialised memory.
             for o in _iter_tensors(out):
-                if o.device.type == "cpu" and o._base is None and o.numel():
+                if o.is_cpu and o._base is None and o.numel():
                     self.empty_ptrs.discard(o.data_ptr())
         # Track tensors derived from meta params (views, detach) so that in-place writes
         # through them are not silently lost.
+        found = _iter_tensors(args)
+        if kwargs:
+            found += _iter_tensors(kwargs)
+        if not found:  # factories (zeros, ones, tensor of numbers): nothing to track
+            return out
         roots: set[int] = set()
-        for t in _iter_tensors(args):
-            r = self.root_id(t)
-            if r is not None:
-                roots.add(r)
-            roots |= self.derived_roots(t)
-        for t in _iter_tensors(kwargs):
-            r = self.root_id(t)
-            if r is not None:
-                roots.add(r)
-            roots |= self.derived_roots(t)
+        own, alias, derived = self.roots, self.alias, self.derived
+        for t in found:
+            i = id(t)
+            if i in own:
+                roots.add(i)
+            elif i in alias:
+                roots.add(alias[i])
+            if i in derived:
+                roots |= derived[i]
         if roots:
             if name in _ALIAS_OPS and len(roots) == 1 and isinstance(out, torch.Tensor):
                 self._add_alias(out, next(iter(roots)))
@@ -316,6 +338,13 @@ class _Recorder:
                     if o.device.type == "meta" and id(o) not in self.roots:
                         self.derived.setdefault(id(o), set()).update(roots)
                         self.keep.append(o)
+        return out
+
+    def empty(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """torch.empty & co.: remember where uninitialised memory was handed out."""
+        out = func(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and out.is_cpu and out.numel():
+            self.empty_ptrs.add(out.data_ptr())
         return out
 
     def _add_alias(self, out: Any, root: int) -> None:
@@ -427,21 +456,28 @@ _PASSTHROUGH_PROPS = frozenset(
 )
 
 
+# The factories of uninitialised memory, by identity (dispatch also matches them by name).
+_EMPTY_IDS = frozenset(id(f) for f in (torch.empty, torch.empty_like, torch.empty_strided,
+                                       torch.Tensor.new_empty))
+
+
 class _RecordingMode(TorchFunctionMode):
     def __init__(self, rec: _Recorder) -> None:
         super().__init__()
         self.rec = rec
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        kwargs = kwargs or {}
-        if id(func) in _PASSTHROUGH or (
-            id(getattr(func, "__self__", None)) in _PASSTHROUGH_PROPS
-            and getattr(func, "__name__", "") == "__get__"
-        ):
-            return func(*args, **kwargs)
-        if id(func) in _ORIG_INIT_BY_ID:  # overridable nn.init fn bound by name elsewhere
-            return self.rec.intercept_init(func, args, kwargs)
-        return self.rec.dispatch(func, args, kwargs)
+        fid = id(func)
+        if fid in _PASSTHROUGH:
+            return func(*args, **kwargs) if kwargs else func(*args)
+        if fid in _EMPTY_IDS:  # a parameter's storage, before it moves to meta
+            return self.rec.empty(func, args, kwargs or {})
+        if (id(getattr(func, "__self__", None)) in _PASSTHROUGH_PROPS
+                and getattr(func, "__name__", "") == "__get__"):
+            return func(*args, **kwargs) if kwargs else func(*args)
+        if fid in _ORIG_INIT_BY_ID:  # overridable nn.init fn bound by name elsewhere
+            return self.rec.intercept_init(func, args, kwargs or {})
+        return self.rec.dispatch(func, args, kwargs or {})
 
 
 def _construct_on_meta(construct: Callable[[], nn.Module]) -> tuple[nn.Module, _Recorder]:

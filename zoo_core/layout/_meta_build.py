@@ -144,18 +144,25 @@ def _iter_tensors(obj: Any, depth: int = 0) -> list[torch.Tensor]:
 
 
 def _collect_tensors(obj: Any, depth: int, out: list[torch.Tensor]) -> None:
-    if type(obj) in _LEAF_TYPES:
+    tp = type(obj)
+    if tp in _LEAF_TYPES:
         return
-    if isinstance(obj, torch.Tensor):
+    if tp is tuple or tp is list or tp is dict:  # (exact types: no isinstance/ABC checks)
+        items = obj.values() if tp is dict else obj
+    elif isinstance(obj, torch.Tensor):
         out.append(obj)
-    elif depth < 2 and isinstance(obj, (list, tuple)):
-        for item in obj:
-            if type(item) not in _LEAF_TYPES:
-                _collect_tensors(item, depth + 1, out)
-    elif depth < 2 and isinstance(obj, Mapping):
-        for item in obj.values():
-            if type(item) not in _LEAF_TYPES:
-                _collect_tensors(item, depth + 1, out)
+        return
+    elif isinstance(obj, (list, tuple)):
+        items = obj
+    elif isinstance(obj, Mapping):
+        items = obj.values()
+    else:
+        return
+    if depth >= 2:
+        return
+    for item in items:
+        if type(item) not in _LEAF_TYPES:
+            _collect_tensors(item, depth + 1, out)
 
 
 class _Recorder:
@@ -423,8 +430,14 @@ def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> C
     @functools.wraps(inner)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         rec = _active_recorder()
+        if rec is None:
+            return inner(*args, **kwargs)
         t = args[0] if args else kwargs.get("tensor")
-        if rec is None or (rec.root_id(t) is None and not rec.derived_roots(t)):
+        root = rec.root_id(t)
+        if root is not None:  # what intercept_init does, without looking it up again
+            rec.record(root, orig, args, kwargs)
+            return t
+        if not rec.derived_roots(t):
             return inner(*args, **kwargs)
         return rec.intercept_init(orig, args, kwargs)
 

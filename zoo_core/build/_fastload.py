@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -226,16 +227,53 @@ def _dotted(owner: str, leaf: str) -> str:
     return f"{owner}.{leaf}" if owner else leaf
 
 
+# Types of a module's own attributes that are never tensors (its hook dicts, sizes,
+# flags): skipped without an isinstance check.
+_NOT_TENSOR = frozenset({dict, OrderedDict, set, list, tuple, int, float, bool, str,
+                         type(None)})
+
+
 def _has_meta(m: nn.Module) -> bool:
     """A meta buffer or plain tensor attribute (a cache, a constant) on module ``m``."""
     for b in m._buffers.values():
         if b is not None and b.is_meta:
             return True
-    tensor = torch.Tensor
+    tensor, skip = torch.Tensor, _NOT_TENSOR
     for v in m.__dict__.values():  # (a plain loop: twice as fast as any() on a generator)
-        if isinstance(v, tensor) and v.is_meta:
+        if type(v) not in skip and isinstance(v, tensor) and v.is_meta:
             return True
     return False
+
+
+def _expected_state(model: nn.Module, mods: list[tuple[str, nn.Module]]) -> dict:
+    """``model.state_dict(keep_vars=True)``, read off the module walk ``mods`` where that
+    is all it would do (no state_dict hooks, no overridden saving, no extra state)."""
+    out = {}
+    for mname, m in mods:
+        if m._state_dict_pre_hooks or m._state_dict_hooks or not _plain_state(type(m)):
+            return model.state_dict(keep_vars=True)
+        prefix = mname + "." if mname else ""
+        for name, p in m._parameters.items():
+            if p is not None:
+                out[prefix + name] = p
+        for name, b in m._buffers.items():
+            if b is not None and name not in m._non_persistent_buffers_set:
+                out[prefix + name] = b
+    return out
+
+
+_PLAIN_STATE: dict[type, bool] = {}  # (classes are not changed after definition)
+
+
+def _plain_state(cls: type) -> bool:
+    ok = _PLAIN_STATE.get(cls)
+    if ok is None:
+        ok = _PLAIN_STATE[cls] = (
+            cls.state_dict is nn.Module.state_dict
+            and cls._save_to_state_dict is nn.Module._save_to_state_dict
+            and getattr(cls, "get_extra_state", nn.Module.get_extra_state)
+            is nn.Module.get_extra_state)
+    return ok
 
 
 def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
@@ -336,7 +374,7 @@ def _fast_path(
     groups: dict[int, list[str]] = {}
     for n, p in named:
         groups.setdefault(id(p), []).append(n)
-    expected = model.state_dict(keep_vars=True)  # meta params + real buffers, shapes/dtypes
+    expected = _expected_state(model, mods)  # meta params + real buffers, shapes/dtypes
 
     prefix = head + "."
     head_roots = {id(p) for n, p in named if n.startswith(prefix)}

@@ -46,6 +46,7 @@ _Entry = tuple[str, torch.dtype, tuple[int, ...], int, int]
 # content, so a changed file can never get a stale layout.
 _LAYOUTS: dict[bytes, list[_Entry] | None] = {}
 _LAYOUTS_MAX = 16
+_LAYOUT_CACHED_BYTES = 1 << 20  # (vit_large's header is 60 kB; a 100 MB one is not kept)
 
 
 def _parsed_layout(raw: bytes) -> list[_Entry] | None:
@@ -57,9 +58,10 @@ def _parsed_layout(raw: bytes) -> list[_Entry] | None:
     except ValueError:
         return None
     entries = _layout(header) if isinstance(header, dict) else None
-    if len(_LAYOUTS) >= _LAYOUTS_MAX:
-        _LAYOUTS.clear()
-    _LAYOUTS[raw] = entries
+    if len(raw) <= _LAYOUT_CACHED_BYTES:
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[raw] = entries
     return entries
 
 

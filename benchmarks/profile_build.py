@@ -1,9 +1,11 @@
 """Where a fast-path build's time goes: ``build_model`` of one timm arch, profiled.
 
 Prints, in one process after a warm-up: the median build time; the file-loading floor
-(``safetensors.torch.load_file`` + reading every weight) and the aligned read alone; and
-the share of ``cProfile``'d builds spent constructing the architecture, applying the
-strategy and checking the weights file.
+(``safetensors.torch.load_file`` + reading every weight) and the aligned read alone; the
+construction floor (``timm.create_model`` on CPU with every init op a no-op: module
+construction alone, what no recorder can beat) next to the fast path's construction on
+meta with its recorder; and the share of ``cProfile``'d builds spent constructing the
+architecture, applying the strategy and checking the weights file.
 
     OMP_NUM_THREADS=1 python benchmarks/profile_build.py [--arch resnet50] [--reps 7]
 """
@@ -26,6 +28,30 @@ def _median_ms(fn, reps: int) -> float:
         fn()
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
+
+
+# In-place ops that initialisation uses (nn.init, timm's trunc_normal_): made no-ops for
+# the construction floor. Values only, never shapes: construction runs as usual.
+_INIT_TENSOR_OPS = ("normal_", "uniform_", "zero_", "fill_", "erfinv_", "mul_", "add_",
+                    "clamp_", "random_", "exponential_")
+
+
+def construct_no_init(construct):
+    """``construct()`` on CPU with every init op a no-op (the construction floor)."""
+    import torch
+    from torch import nn
+
+    from zoo_core.layout._meta_build import _NN_INIT_FUNCS
+
+    saved = [(nn.init, n, getattr(nn.init, n)) for n in _NN_INIT_FUNCS]
+    saved += [(torch.Tensor, n, getattr(torch.Tensor, n)) for n in _INIT_TENSOR_OPS]
+    try:
+        for owner, name, _ in saved:
+            setattr(owner, name, lambda t, *a, **k: t)
+        return construct()
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
 
 
 def main() -> None:
@@ -56,6 +82,16 @@ def main() -> None:
           f"{_median_ms(floor, args.reps):.1f} ms, aligned read alone "
           f"{_median_ms(lambda: read_aligned(path), args.reps):.1f} ms "
           f"(median of {args.reps}, one process)")
+    from zoo_core.layout._meta_build import _construct_on_meta
+
+    def construct():
+        return timm.create_model(args.arch, num_classes=10)
+
+    construct_no_init(construct), _construct_on_meta(construct)  # warm-up
+    print(f"  construction floor (CPU, every init op a no-op) "
+          f"{_median_ms(lambda: construct_no_init(construct), args.reps):.1f} ms; on meta "
+          f"with the recorder {_median_ms(lambda: _construct_on_meta(construct), args.reps):.1f}"
+          " ms")
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(3):

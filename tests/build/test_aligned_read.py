@@ -136,3 +136,22 @@ def test_a_fast_built_models_state_dict_saves_with_torch_and_safetensors(tmp_pat
     safetensors_torch.save_file(model.state_dict(), str(tmp_path / "m.safetensors"))
     back = torch.load(tmp_path / "m.pt", weights_only=True)
     assert all(torch.equal(back[k], v) for k, v in ref.state_dict().items())
+
+
+def test_parsed_layouts_are_kept_by_content_and_bounded(tmp_path, monkeypatch):
+    """A repeat read reuses the parsed header; a file rewritten with other tensors gets
+    its own layout (the key is the header's bytes), and a huge header is not kept."""
+    from zoo_core.build import _aligned_read
+
+    path = str(tmp_path / "w.safetensors")
+    safetensors_torch.save_file({"a": torch.arange(4.0)}, path)
+    assert torch.equal(read_aligned(path)["a"], torch.arange(4.0))
+    assert any(b'"a"' in raw for raw in _aligned_read._LAYOUTS)
+    safetensors_torch.save_file(
+        {"a": torch.arange(6.0), "b": torch.ones(2, dtype=torch.int64)}, path)
+    got = read_aligned(path)
+    assert torch.equal(got["a"], torch.arange(6.0)) and torch.equal(got["b"], torch.ones(2))
+    monkeypatch.setattr(_aligned_read, "_LAYOUT_CACHED_BYTES", 8)
+    _aligned_read._LAYOUTS.clear()
+    assert torch.equal(read_aligned(path)["a"], torch.arange(6.0))
+    assert not _aligned_read._LAYOUTS

@@ -94,3 +94,33 @@ def test_failing_construct_leaves_no_reader_thread(tmp_path):
     with pytest.raises(ValueError, match="own bug"):
         build_and_load(broken, path, head="fc")
     assert not [t for t in threading.enumerate() if t.name == "zoo_core-read-weights"]
+
+
+class ExtraStateNet(Net):
+    """Extra state in its state_dict: the file must carry it, as with load_state_dict."""
+
+    def get_extra_state(self):
+        return torch.tensor([7])
+
+    def set_extra_state(self, state):
+        self.extra = state
+
+
+def test_expected_keys_come_from_state_dict_where_it_does_more(tmp_path):
+    plain = Net()
+    mods = list(plain.named_modules(remove_duplicate=False))
+    fast = _fastload._expected_state(plain, mods)
+    assert list(fast) == list(plain.state_dict(keep_vars=True))
+    assert all(fast[k] is v for k, v in plain.state_dict(keep_vars=True).items())
+
+    hooked = Net()
+    hooked.fc.register_state_dict_pre_hook(lambda *a: calls.append(1))
+    calls: list[int] = []
+    _fastload._expected_state(hooked, list(hooked.named_modules(remove_duplicate=False)))
+    assert calls == [1]  # the hook ran: state_dict() was used
+
+    extra = ExtraStateNet()
+    keys = _fastload._expected_state(extra, list(extra.named_modules(remove_duplicate=False)))
+    assert "_extra_state" in keys
+    with pytest.raises(Exception, match="_extra_state"):  # the file lacks it: refused
+        build_and_load(ExtraStateNet, _file(tmp_path), head="fc")

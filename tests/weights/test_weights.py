@@ -337,6 +337,29 @@ def test_check_safetensors_detects_truncation_and_garbage(tmp_path):
         check_safetensors(bad_offsets)
 
 
+def test_check_safetensors_memo_still_catches_a_rewritten_file(tmp_path, monkeypatch):
+    """A file that passed is not re-parsed on the next build, but any write to it (here in
+    place, same size, so only mtime/ctime tell) makes it checked again."""
+    from zoo_core.weights import _safetensors_header as sh
+
+    good = write_st(tmp_path / "w.safetensors")
+    check_safetensors(good)  # written just now: racily clean, not remembered
+    assert sh._checked_key(os.stat(good)) not in sh._CHECKED
+    monkeypatch.setattr(sh, "_RACY_S", 0.0)
+    check_safetensors(good)
+    assert sh._checked_key(os.stat(good)) in sh._CHECKED
+    data = bytearray(good.read_bytes())
+    data[8] = ord("x")  # the JSON header no longer parses
+    time.sleep(0.05)  # a timestamp tick, even on coarse filesystems
+    with open(good, "r+b") as fh:
+        fh.write(bytes(data))
+    assert os.path.getsize(good) == len(data)
+    with pytest.raises(WeightsError, match="not a safetensors file"):
+        check_safetensors(good)
+    with pytest.raises(WeightsError, match="not a safetensors file"):
+        fetch_weights(str(good))
+
+
 # ------------------------------------------------------------------- pickle refusal
 
 

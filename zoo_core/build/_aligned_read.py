@@ -19,6 +19,7 @@ it cannot parse or validate, a dtype it does not know, a short read.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import struct
@@ -39,7 +40,32 @@ _DTYPES = {
 }
 
 
-def _layout(header: dict) -> list[tuple[str, torch.dtype, list[int], int, int]] | None:
+_Entry = tuple[str, torch.dtype, tuple[int, ...], int, int]
+# Parsed layouts by the header's exact bytes: a repeat build of the same file skips the
+# JSON parse (1-2 ms of GIL-holding work that competed with construction). Keyed by
+# content, so a changed file can never get a stale layout.
+_LAYOUTS: dict[bytes, list[_Entry] | None] = {}
+_LAYOUTS_MAX = 16
+_LAYOUT_CACHED_BYTES = 1 << 20  # (vit_large's header is 60 kB; a 100 MB one is not kept)
+
+
+def _parsed_layout(raw: bytes) -> list[_Entry] | None:
+    cached = _LAYOUTS.get(raw, False)
+    if cached is not False:
+        return cached
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        return None
+    entries = _layout(header) if isinstance(header, dict) else None
+    if len(raw) <= _LAYOUT_CACHED_BYTES:
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[raw] = entries
+    return entries
+
+
+def _layout(header: dict) -> list[_Entry] | None:
     """(name, dtype, shape, file offset in the data section, nbytes), in file order."""
     entries = []
     for name, e in header.items():
@@ -59,7 +85,7 @@ def _layout(header: dict) -> list[tuple[str, torch.dtype, list[int], int, int]] 
         begin, end = offs
         if end - begin != numel * dtype.itemsize or begin < 0:
             return None
-        entries.append((name, dtype, shape, begin, end - begin))
+        entries.append((name, dtype, tuple(shape), begin, end - begin))
     entries.sort(key=lambda x: x[3])
     pos = 0
     for _, _, _, begin, nbytes in entries:  # contiguous, no gap, no overlap
@@ -78,8 +104,6 @@ def _madvise_huge(ptr: int, length: int) -> None:
     fewer page faults (resnet50's file: 71 ms instead of 212 ms on the 2-core dev box)."""
     global _LIBC
     if _LIBC is None:
-        import ctypes
-
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -93,7 +117,7 @@ def _madvise_huge(ptr: int, length: int) -> None:
 _LIBC = None if sys.platform.startswith("linux") else False
 
 
-def _storage(dtype: torch.dtype, shape: list[int], nbytes: int) -> torch.Tensor:
+def _storage(dtype: torch.dtype, shape: tuple[int, ...], nbytes: int) -> torch.Tensor:
     """A fresh tensor of its own storage; big ones get transparent huge pages over the
     2 MiB-aligned part of their memory (filled on first touch, by the read)."""
     t = torch.empty(shape, dtype=dtype)
@@ -103,8 +127,39 @@ def _storage(dtype: torch.dtype, shape: list[int], nbytes: int) -> torch.Tensor:
     return t
 
 
-def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
-    """The file's tensors, each in its own 64-byte aligned CPU storage; or ``None``."""
+class _Plan:
+    """An open file, its tensors' fresh storages and the preadv targets: what
+    :func:`_plan` sets up (Python and torch calls, holding the GIL) so that
+    :meth:`fill` is system calls and page faults only."""
+
+    def __init__(self, fd: int, entries: list[_Entry], tensors: list[torch.Tensor],
+                 iov: list, offset: int) -> None:
+        self.fd, self.entries, self.tensors, self.iov, self.offset = (
+            fd, entries, tensors, iov, offset)
+
+    def fill(self) -> dict[str, torch.Tensor] | None:
+        """Read the data into the storages and close the file; ``None`` on a short read."""
+        try:
+            offset = self.offset
+            for i in range(0, len(self.iov), _IOV_MAX):
+                chunk = self.iov[i:i + _IOV_MAX]
+                want = sum(len(b) for b in chunk)
+                if os.preadv(self.fd, chunk, offset) != want:
+                    return None  # short read (file changed under us): let safetensors decide
+                offset += want
+        except OSError:
+            return None
+        finally:
+            self.close()
+        return {e[0]: t for e, t in zip(self.entries, self.tensors, strict=True)}
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _plan(path: str) -> _Plan | None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -113,57 +168,73 @@ def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
         size = os.fstat(fd).st_size
         prefix = os.pread(fd, 8, 0)
         if len(prefix) != 8:
-            return None
+            raise _Unhandled
         (hlen,) = struct.unpack("<Q", prefix)
         if hlen > min(_MAX_HEADER, size - 8):
-            return None
-        try:
-            header = json.loads(os.pread(fd, hlen, 8))
-        except ValueError:
-            return None
-        if not isinstance(header, dict):
-            return None
-        entries = _layout(header)
+            raise _Unhandled
+        entries = _parsed_layout(os.pread(fd, hlen, 8))
         if entries is None or 8 + hlen + sum(e[4] for e in entries) != size:
-            return None
+            raise _Unhandled
         tensors = [_storage(dtype, shape, nbytes) for _, dtype, shape, _, nbytes in entries]
         if any(t.data_ptr() % ALIGN for t in tensors if t.numel()):
-            return None  # never with torch's allocator; do not guess
-        iov = [memoryview(t.view(-1).view(torch.uint8).numpy()) for t in tensors if t.numel()]
-        offset = 8 + hlen
-        for i in range(0, len(iov), _IOV_MAX):
-            chunk = iov[i:i + _IOV_MAX]
-            want = sum(len(b) for b in chunk)
-            if os.preadv(fd, chunk, offset) != want:
-                return None  # short read (file changed under us): let safetensors decide
-            offset += want
-    except OSError:
-        return None
-    finally:
+            raise _Unhandled  # never with torch's allocator; do not guess
+        # writable views of each storage's bytes for preadv: ctypes arrays at the data
+        # pointers (``tensors`` keeps the memory alive), no torch call per tensor
+        iov = [(ctypes.c_char * e[4]).from_address(t.data_ptr())
+               for e, t in zip(entries, tensors, strict=True) if e[4]]
+        return _Plan(fd, entries, tensors, iov, 8 + hlen)
+    except (OSError, _Unhandled):
         os.close(fd)
-    return {e[0]: t for e, t in zip(entries, tensors, strict=True)}
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class _Unhandled(Exception):
+    """Internal: a file :func:`read_aligned` leaves to safetensors."""
+
+
+def read_aligned(path: str) -> dict[str, torch.Tensor] | None:
+    """The file's tensors, each in its own 64-byte aligned CPU storage; or ``None``."""
+    plan = _plan(path)
+    return None if plan is None else plan.fill()
 
 
 class Prefetch:
-    """:func:`read_aligned` on a background thread, started at once; :meth:`result` waits.
+    """:func:`read_aligned` with the read on a background thread; :meth:`result` waits.
 
-    The fast build reads the file while the architecture is constructed on ``meta``: the
-    read is system calls and page faults (no GIL held), construction is Python.
+    The fast build reads the file while the architecture is constructed on ``meta``. The
+    storages are allocated here, in the calling thread (a millisecond or two): the thread
+    then only makes system calls and takes page faults, without the GIL, instead of
+    handing the GIL back and forth with construction for every tensor it allocates.
     """
 
     def __init__(self, path: str) -> None:
         self._out: dict[str, torch.Tensor] | None = None
         self._thread: threading.Thread | None = None
-        if os.path.isfile(path):  # (a FIFO would block in open())
-            self._thread = threading.Thread(
-                target=self._run, args=(path,), name="zoo_core-read-weights", daemon=True)
-            self._thread.start()
-
-    def _run(self, path: str) -> None:
+        if not os.path.isfile(path):  # (a FIFO would block in open())
+            return
         try:
-            self._out = read_aligned(path)
-        except Exception:  # noqa: BLE001 - e.g. no memory for the buffer: the caller
-            self._out = None  # then maps the file, and reports a broken one properly
+            plan = _plan(path)
+        except Exception:  # noqa: BLE001 - e.g. no memory for the storages: the caller
+            plan = None  # then maps the file, and reports a broken one properly
+        if plan is None:
+            return
+        try:
+            self._thread = threading.Thread(
+                target=self._run, args=(plan,), name="zoo_core-read-weights", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._thread = None
+            plan.close()
+            raise
+
+    def _run(self, plan: _Plan) -> None:
+        try:
+            self._out = plan.fill()
+        except Exception:  # noqa: BLE001 - the caller then maps the file
+            self._out = None
 
     def result(self) -> dict[str, torch.Tensor] | None:
         if self._thread is not None:

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from zoo_core.build._aligned_read import ALIGN, Prefetch
+from zoo_core.build._fast_assign import _assign, _expected_state, _has_meta, _plain_loading
 from zoo_core.errors import WeightsError
 from zoo_core.layout._meta_build import _active_recorder, _construct_on_meta, _FastPathUnsupported
 from zoo_core.weights._adapt_weights import Adapter
@@ -226,81 +227,10 @@ def _dotted(owner: str, leaf: str) -> str:
     return f"{owner}.{leaf}" if owner else leaf
 
 
-def _has_meta(m: nn.Module) -> bool:
-    """A meta buffer or plain tensor attribute (a cache, a constant) on module ``m``."""
-    for b in m._buffers.values():
-        if b is not None and b.is_meta:
-            return True
-    return any(isinstance(v, torch.Tensor) and v.is_meta for v in vars(m).values())
-
-
 def _set_param(model: nn.Module, name: str, value: nn.Parameter) -> None:
     owner_name, _, leaf = name.rpartition(".")
     owner = model.get_submodule(owner_name) if owner_name else model
     owner._parameters[leaf] = value
-
-
-def _plain_loading(model: nn.Module) -> bool:
-    """Whether ``load_state_dict(assign=True)`` would only assign, module by module."""
-    import torch.nn.modules.module as mm
-    from torch.nn.modules.batchnorm import _NormBase
-
-    if type(model).load_state_dict is not nn.Module.load_state_dict:
-        return False
-    if mm._global_parameter_registration_hooks or mm._global_buffer_registration_hooks:
-        return False
-    if torch.__future__.get_swap_module_params_on_conversion():
-        return False
-    plain = (nn.Module._load_from_state_dict, _NormBase._load_from_state_dict)
-    for m in model.modules():
-        if m._load_state_dict_pre_hooks or m._load_state_dict_post_hooks:
-            return False
-        cls = type(m)
-        ok = _PLAIN_CLASS.get(cls)
-        if ok is None:
-            ok = _PLAIN_CLASS[cls] = (cls._load_from_state_dict in plain
-                                      and cls.set_extra_state is nn.Module.set_extra_state)
-        if not ok:
-            return False
-    return True
-
-
-_PLAIN_CLASS: dict[type, bool] = {}  # (classes are not changed after definition)
-
-
-def _assign(model: nn.Module, sd: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    """``load_state_dict(sd, strict=False, assign=True)`` for a model where that only assigns
-    (:func:`_plain_loading`): (missing, unexpected) keys. Shapes were checked before."""
-    missing, seen = [], set()
-    for mname, m in model.named_modules(remove_duplicate=False):
-        prefix = mname + "." if mname else ""
-        for name, p in m._parameters.items():
-            if p is None:
-                continue
-            v = sd.get(prefix + name)
-            if v is None:
-                missing.append(prefix + name)
-                continue
-            seen.add(prefix + name)
-            m._parameters[name] = nn.Parameter(v, requires_grad=p.requires_grad)
-        for name, b in m._buffers.items():
-            if b is None or name in m._non_persistent_buffers_set:
-                continue
-            v = sd.get(prefix + name)
-            if v is None:
-                # _NormBase fills a num_batches_tracked missing from a file without version
-                if not (name == "num_batches_tracked" and isinstance(m, _norm_base())):
-                    missing.append(prefix + name)
-                continue
-            seen.add(prefix + name)
-            m._buffers[name] = v
-    return missing, [k for k in sd if k not in seen]
-
-
-def _norm_base() -> type:
-    from torch.nn.modules.batchnorm import _NormBase
-
-    return _NormBase
 
 
 def _fast_path(
@@ -314,13 +244,17 @@ def _fast_path(
         prefetch.result()  # no reader left behind
         raise
 
-    # Snapshot what the architecture set up, by name, before parameters get replaced.
-    named = list(model.named_parameters(remove_duplicate=False))
+    # Snapshot what the architecture set up, by name, before parameters get replaced. One
+    # walk of the module tree serves everything below (loading by assignment replaces
+    # parameters, never modules); named_parameters(remove_duplicate=False) is read off it.
+    mods = list(model.named_modules(remove_duplicate=False))
+    named = [(_dotted(mname, leaf), p) for mname, m in mods
+             for leaf, p in m._parameters.items() if p is not None]
     meta_of = {n: p for n, p in named}
     groups: dict[int, list[str]] = {}
     for n, p in named:
         groups.setdefault(id(p), []).append(n)
-    expected = model.state_dict(keep_vars=True)  # meta params + real buffers, shapes/dtypes
+    expected = _expected_state(model, mods)  # meta params + real buffers, shapes/dtypes
 
     prefix = head + "."
     head_roots = {id(p) for n, p in named if n.startswith(prefix)}
@@ -345,11 +279,12 @@ def _fast_path(
         if target is not None and v.dtype != target.dtype:
             sd[k] = v.to(target.dtype)  # on purpose: an fp16 file still gives an fp32 model
 
-    if _plain_loading(model):
-        missing, unexpected = _assign(model, sd)
+    if _plain_loading(model, (m for _, m in mods)):
+        missing, unexpected = _assign(model, sd, mods)
     else:
         result = model.load_state_dict(sd, strict=False, assign=True)
         missing, unexpected = result.missing_keys, result.unexpected_keys
+        mods = list(model.named_modules(remove_duplicate=False))  # (its hooks may do more)
     _check_keys(missing, unexpected, reinit, expected, shown)
     del sd
 
@@ -360,7 +295,6 @@ def _fast_path(
             for n in names[1:]:
                 _set_param(model, n, first)
 
-    mods = list(model.named_modules(remove_duplicate=False))  # one walk for what follows
     # Materialise still-meta parameters: only dropped head parameters may be left.
     done: dict[int, nn.Parameter] = {}
     for mname, m in mods:

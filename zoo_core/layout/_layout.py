@@ -156,22 +156,32 @@ def resolution_stages(model: nn.Module, candidates: Sequence[str],
     return tuple(stages) if stages else (ordered[-1],)
 
 
-def stage_groups(model: nn.Module, head: str, stages: Sequence[str]) -> dict[str, int]:
+def stage_groups(model: nn.Module, head: str, stages: Sequence[str],
+                 order: Sequence[str] | None = None) -> dict[str, int]:
     """Map every module path to its group: -1 the head, 0..n-1 a stage, n after the last
     stage (trained with it), -2 a container of stages (its own tensors: vit's cls_token).
+    ``order``: the paths of ``model.named_modules()``, when the caller has walked them.
     """
-    order = [name for name, _ in model.named_modules()]
-
-    def within(path: str, root: str) -> bool:
-        return root == "" or path == root or path.startswith(root + ".")
-
+    if order is None:
+        order = [name for name, _ in model.named_modules()]
     spans: list[tuple[int, int]] = []  # (index of the stage's last module, stage index)
     for i, stage in enumerate(stages):
-        members = [j for j, n in enumerate(order) if within(n, stage)]
-        spans.append((max(members) if members else -1, i))
+        hi = -1
+        if stage == "":
+            hi = len(order) - 1
+        else:
+            inner = stage + "."
+            for j, path in enumerate(order):
+                if path == stage or path.startswith(inner):
+                    hi = j
+        spans.append((hi, i))
+    # containers of stages: every proper dotted prefix of a stage (and the root)
+    containers = {".".join(parts[:k]) for parts in (s.split(".") for s in stages)
+                  for k in range(1, len(parts))}
+    head_inner = head + "."
     out: dict[str, int] = {}
     for pos, path in enumerate(order):
-        if within(path, head):
+        if head == "" or path == head or path.startswith(head_inner):
             out[path] = -1
             continue
         group = len(stages)
@@ -179,7 +189,7 @@ def stage_groups(model: nn.Module, head: str, stages: Sequence[str]) -> dict[str
             if pos <= hi:
                 group = i
                 break
-        if path == "" or any(within(stage, path) and stage != path for stage in stages):
+        if path == "" or path in containers:
             group = -2
         out[path] = group
     return out

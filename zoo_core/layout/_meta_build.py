@@ -16,12 +16,25 @@ import logging
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from zoo_core.layout._meta_ops import (
+    _ALIAS_OPS,
+    _EMPTY_FACTORIES,
+    _FULL_OVERWRITE,
+    _METADATA_INPLACE_OK,
+    _METADATA_INPLACE_TAINT,
+    _NN_INIT_FUNCS,
+    _NO_ROOTS,
+    _assign_value,
+    _is_inplace,
+    _iter_tensors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,111 +46,8 @@ class _FastPathUnsupported(Exception):
 # Recording construction with meta parameters
 # ----------------------------------------------------------------------------------------
 
-# Public ``torch.nn.init`` functions that fill a tensor in place. The ones that are not
-# torch-function overridable (trunc_normal_, xavier_*, kaiming_normal_, zeros_, ...) and
-# those that return early on meta tensors never show their ops to a TorchFunctionMode, so
-# they are wrapped (module attribute) for the duration of a fast build.
-_NN_INIT_FUNCS = (
-    "uniform_",
-    "normal_",
-    "trunc_normal_",
-    "constant_",
-    "ones_",
-    "zeros_",
-    "eye_",
-    "dirac_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "kaiming_uniform_",
-    "kaiming_normal_",
-    "orthogonal_",
-    "sparse_",
-)
 _ORIG_NN_INIT = {name: getattr(nn.init, name) for name in _NN_INIT_FUNCS}
 _ORIG_REGISTER_PARAMETER = nn.Module.register_parameter
-
-# In-place ops that only touch metadata: run them on the meta parameter (requires_grad_
-# must stick, it is part of what the architecture sets).
-_METADATA_INPLACE_OK = frozenset({"requires_grad_", "retain_grad", "detach_", "share_memory_"})
-# In-place ops that change a parameter's shape/storage: the recorded init can no longer be
-# trusted for that parameter.
-_METADATA_INPLACE_TAINT = frozenset(
-    {
-        "set_",
-        "resize_",
-        "resize_as_",
-        "as_strided_",
-        "squeeze_",
-        "unsqueeze_",
-        "transpose_",
-        "t_",
-        "swapdims_",
-        "swapaxes_",
-        "rename_",
-        "_coalesced_",
-    }
-)
-_INPLACE_DUNDERS = frozenset(
-    {
-        "__setitem__",
-        "__iadd__",
-        "__isub__",
-        "__imul__",
-        "__itruediv__",
-        "__ifloordiv__",
-        "__imod__",
-        "__ipow__",
-        "__iand__",
-        "__ior__",
-        "__ixor__",
-        "__ilshift__",
-        "__irshift__",
-        "__imatmul__",
-    }
-)
-# Recorded ops after which every element has a value that does not depend on the previous
-# content: a parameter whose first recorded op is one of these needs no initial value.
-_FULL_OVERWRITE = frozenset(
-    {
-        "uniform_",
-        "normal_",
-        "fill_",
-        "zero_",
-        "copy_",
-        "random_",
-        "bernoulli_",
-        "exponential_",
-        "geometric_",
-        "log_normal_",
-        "cauchy_",
-        "_assign_value",
-        *_NN_INIT_FUNCS,
-    }
-)
-_EMPTY_FACTORIES = frozenset({"empty", "empty_like", "new_empty", "empty_strided"})
-_ALIAS_OPS = frozenset({"detach"})
-
-
-def _assign_value(target: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Replayable stand-in for ``param.data = value`` and for a param's initial value."""
-    return target.copy_(value)
-
-
-def _is_inplace(name: str) -> bool:
-    if name in _INPLACE_DUNDERS:
-        return True
-    return name.endswith("_") and not name.endswith("__")
-
-
-def _iter_tensors(obj: Any, depth: int = 0) -> Iterable[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif depth < 2 and isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _iter_tensors(item, depth + 1)
-    elif depth < 2 and isinstance(obj, Mapping):
-        for item in obj.values():
-            yield from _iter_tensors(item, depth + 1)
 
 
 class _Recorder:
@@ -164,10 +74,10 @@ class _Recorder:
             return i
         return self.alias.get(i)
 
-    def derived_roots(self, t: Any) -> set[int]:
-        if not isinstance(t, torch.Tensor):
-            return set()
-        return self.derived.get(id(t), set())
+    def derived_roots(self, t: Any) -> set[int] | frozenset[int]:
+        if not self.derived or not isinstance(t, torch.Tensor):
+            return _NO_ROOTS
+        return self.derived.get(id(t), _NO_ROOTS)
 
     def taint(self, root: int, why: str) -> None:
         self.tainted.setdefault(root, why)
@@ -177,7 +87,7 @@ class _Recorder:
 
     # -- registration --------------------------------------------------------------------
     def to_meta(self, p: nn.Parameter) -> nn.Parameter:
-        if p.device.type == "meta":
+        if p.is_meta:
             if id(p) not in self.roots:  # created on meta by the architecture itself
                 self._add_root(p, None)
             return p
@@ -191,8 +101,11 @@ class _Recorder:
         initial = None
         if p.numel() and p.data_ptr() not in self.empty_ptrs:
             initial = p.detach()  # created from real values (zeros, ones, randn*std, ...)
-        meta = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-        meta.__dict__.update(p.__dict__)
+        # what nn.Parameter(data, requires_grad) does for plain tensor data, minus a call
+        meta = torch.Tensor._make_subclass(
+            nn.Parameter, torch.empty_like(p, device="meta"), p.requires_grad)
+        if p.__dict__:
+            meta.__dict__.update(p.__dict__)
         self._add_root(meta, initial)
         self.converted[id(p)] = (weakref.ref(p), meta)
         return meta
@@ -250,10 +163,7 @@ class _Recorder:
             return func(*args, **kwargs)
 
         if name in _EMPTY_FACTORIES:
-            out = func(*args, **kwargs)
-            if isinstance(out, torch.Tensor) and out.device.type == "cpu" and out.numel():
-                self.empty_ptrs.add(out.data_ptr())
-            return out
+            return self.empty(func, args, kwargs)
 
         if "out" in kwargs:  # torch.add(a, b, out=param) & co. write into their out=
             for t in _iter_tensors(kwargs["out"]):
@@ -293,21 +203,25 @@ class _Recorder:
             # A fresh allocation at an address torch.empty handed out earlier means that
             # empty tensor was freed: the address no longer marks uninitialised memory.
             for o in _iter_tensors(out):
-                if o.device.type == "cpu" and o._base is None and o.numel():
+                if o.is_cpu and o._base is None and o.numel():
                     self.empty_ptrs.discard(o.data_ptr())
         # Track tensors derived from meta params (views, detach) so that in-place writes
         # through them are not silently lost.
+        found = _iter_tensors(args)
+        if kwargs:
+            found += _iter_tensors(kwargs)
+        if not found:  # factories (zeros, ones, tensor of numbers): nothing to track
+            return out
         roots: set[int] = set()
-        for t in _iter_tensors(args):
-            r = self.root_id(t)
-            if r is not None:
-                roots.add(r)
-            roots |= self.derived_roots(t)
-        for t in _iter_tensors(kwargs):
-            r = self.root_id(t)
-            if r is not None:
-                roots.add(r)
-            roots |= self.derived_roots(t)
+        own, alias, derived = self.roots, self.alias, self.derived
+        for t in found:
+            i = id(t)
+            if i in own:
+                roots.add(i)
+            elif i in alias:
+                roots.add(alias[i])
+            if i in derived:
+                roots |= derived[i]
         if roots:
             if name in _ALIAS_OPS and len(roots) == 1 and isinstance(out, torch.Tensor):
                 self._add_alias(out, next(iter(roots)))
@@ -316,6 +230,13 @@ class _Recorder:
                     if o.device.type == "meta" and id(o) not in self.roots:
                         self.derived.setdefault(id(o), set()).update(roots)
                         self.keep.append(o)
+        return out
+
+    def empty(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """torch.empty & co.: remember where uninitialised memory was handed out."""
+        out = func(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and out.is_cpu and out.numel():
+            self.empty_ptrs.add(out.data_ptr())
         return out
 
     def _add_alias(self, out: Any, root: int) -> None:
@@ -394,8 +315,14 @@ def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> C
     @functools.wraps(inner)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         rec = _active_recorder()
+        if rec is None:
+            return inner(*args, **kwargs)
         t = args[0] if args else kwargs.get("tensor")
-        if rec is None or (rec.root_id(t) is None and not rec.derived_roots(t)):
+        root = rec.root_id(t)
+        if root is not None:  # what intercept_init does, without looking it up again
+            rec.record(root, orig, args, kwargs)
+            return t
+        if not rec.derived_roots(t):
             return inner(*args, **kwargs)
         return rec.intercept_init(orig, args, kwargs)
 
@@ -427,21 +354,28 @@ _PASSTHROUGH_PROPS = frozenset(
 )
 
 
+# The factories of uninitialised memory, by identity (dispatch also matches them by name).
+_EMPTY_IDS = frozenset(id(f) for f in (torch.empty, torch.empty_like, torch.empty_strided,
+                                       torch.Tensor.new_empty))
+
+
 class _RecordingMode(TorchFunctionMode):
     def __init__(self, rec: _Recorder) -> None:
         super().__init__()
         self.rec = rec
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        kwargs = kwargs or {}
-        if id(func) in _PASSTHROUGH or (
-            id(getattr(func, "__self__", None)) in _PASSTHROUGH_PROPS
-            and getattr(func, "__name__", "") == "__get__"
-        ):
-            return func(*args, **kwargs)
-        if id(func) in _ORIG_INIT_BY_ID:  # overridable nn.init fn bound by name elsewhere
-            return self.rec.intercept_init(func, args, kwargs)
-        return self.rec.dispatch(func, args, kwargs)
+        fid = id(func)
+        if fid in _PASSTHROUGH:
+            return func(*args, **kwargs) if kwargs else func(*args)
+        if fid in _EMPTY_IDS:  # a parameter's storage, before it moves to meta
+            return self.rec.empty(func, args, kwargs or {})
+        if (id(getattr(func, "__self__", None)) in _PASSTHROUGH_PROPS
+                and getattr(func, "__name__", "") == "__get__"):
+            return func(*args, **kwargs) if kwargs else func(*args)
+        if fid in _ORIG_INIT_BY_ID:  # overridable nn.init fn bound by name elsewhere
+            return self.rec.intercept_init(func, args, kwargs or {})
+        return self.rec.dispatch(func, args, kwargs or {})
 
 
 def _construct_on_meta(construct: Callable[[], nn.Module]) -> tuple[nn.Module, _Recorder]:

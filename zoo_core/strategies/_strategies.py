@@ -177,12 +177,13 @@ def _freeze_batchnorm(module: nn.Module) -> None:
     module.train(False)
 
 
-def _groups(model: nn.Module, head: str, stages: tuple[str, ...]) -> dict[str, int]:
+def _groups(model: nn.Module, head: str, stages: tuple[str, ...],
+            order: list[str] | None = None) -> dict[str, int]:
     """Map every module path to a group: -1 head, 0..n-1 stage index, n after the last
     stage, -2 a container of stages (see :func:`zoo_core.layout._layout.stage_groups`)."""
     from zoo_core.layout._layout import stage_groups
 
-    return stage_groups(model, head, stages)
+    return stage_groups(model, head, stages, order)
 
 
 def apply_strategy(model: nn.Module, strategy: Strategy, *, head: str,
@@ -194,23 +195,29 @@ def apply_strategy(model: nn.Module, strategy: Strategy, *, head: str,
         raise StrategyError("'auto' must be decided before it is applied")
     n = len(stages)
     _check_range(strategy, stages)
-    groups = _groups(model, head, stages)
+    mods = list(model.named_modules())  # one walk: the groups, parameters and BatchNorms
+    groups = _groups(model, head, stages, [path for path, _ in mods])
     trainable_groups = _trainable_groups(strategy, n)
     # a parameter held directly by a container of stages (vit's cls_token, pos_embed) is
     # input-level: it trains with stage 0, or with everything
     everything = -2 in trainable_groups
 
     trainable, frozen = [], []
-    for name, param in model.named_parameters():
-        owner = name.rpartition(".")[0]
-        group = groups.get(owner, n)
-        if group == -2 and not everything:
-            group = 0
-        keep = group in trainable_groups
-        if not keep:
-            param.requires_grad_(False)
-        (trainable if param.requires_grad else frozen).append(name)
-    for path, module in model.named_modules():
+    seen: set[int] = set()
+    for owner, module in mods:  # model.named_parameters(), read off the same walk
+        for leaf, param in module._parameters.items():
+            if param is None or id(param) in seen:
+                continue
+            seen.add(id(param))
+            name = f"{owner}.{leaf}" if owner else leaf
+            group = groups.get(owner, n)
+            if group == -2 and not everything:
+                group = 0
+            keep = group in trainable_groups
+            if not keep:
+                param.requires_grad_(False)
+            (trainable if param.requires_grad else frozen).append(name)
+    for path, module in mods:
         if isinstance(module, _BatchNorm) and groups.get(path) not in trainable_groups:
             _freeze_batchnorm(module)
     if not trainable:

@@ -16,6 +16,8 @@ import json
 import os
 import stat
 import struct
+import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, NoReturn
@@ -92,6 +94,31 @@ def pickle_refusal(label: str, what: str) -> WeightsError:
     return WeightsError(f"{label} {what}, not safetensors. {CONVERT_HINT}.")
 
 
+# Files that passed :func:`check_safetensors`, by (device, inode, size, mtime, ctime): a
+# repeat build in the same process skips re-reading and re-parsing the header (2 ms for
+# resnet50). Any write to the file changes its ctime (which no one can set back), so a
+# changed file is checked again; a key is only trusted once its ctime is older than
+# _RACY_S, the "racily clean" rule of git: a filesystem's timestamp granularity (a jiffy
+# on ext4) could otherwise hide a second same-size write right after the check.
+_CHECKED: set[tuple[int, int, int, int, int]] = set()
+_CHECKED_LOCK = threading.Lock()
+_CHECKED_MAX = 1024
+_RACY_S = 2.0
+
+
+def _checked_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _remember_checked(st: os.stat_result) -> None:
+    if time.time_ns() - st.st_ctime_ns < _RACY_S * 1e9:
+        return  # written just now: a same-size rewrite could keep this key
+    with _CHECKED_LOCK:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED.add(_checked_key(st))
+
+
 def check_safetensors(path: str | os.PathLike[str], *, name: str | None = None) -> None:
     """Check that ``path`` is a complete, well-formed safetensors file; raise ``WeightsError``.
 
@@ -108,6 +135,8 @@ def check_safetensors(path: str | os.PathLike[str], *, name: str | None = None) 
             raise WeightsError(
                 f"{shown} is not a regular file (a directory, FIFO, socket or device); "
                 "point the weights source at a .safetensors file")
+        if _checked_key(st) in _CHECKED:
+            return  # this very file passed before and was not written since
         size = st.st_size
         with open(path, "rb") as fh:
             prefix = fh.read(9)
@@ -174,6 +203,7 @@ def check_safetensors(path: str | os.PathLike[str], *, name: str | None = None) 
             f"{shown} is not a valid safetensors file: {size - expected_size} unexpected "
             f"trailing bytes after the last tensor (expected {expected_size} bytes, got {size})"
         )
+    _remember_checked(st)
 
 
 def _raise_bad_prefix(label: str, prefix: bytes, size: int) -> NoReturn:

@@ -1,6 +1,6 @@
 """Shared by tests/build/test_fastload*.py: small hand-written models, the architectures
-under test, the nudged state_dict the `weights` fixture (tests/build/conftest.py) saves,
-and checks on a built model (no meta tensors left, logits, build patches restored).
+under test, the session fixture `weights` (nudged safetensors files of them; each test file
+imports it), and checks on a built model (no meta tensors left, logits, build patches restored).
 """
 
 from __future__ import annotations
@@ -165,6 +165,42 @@ def _state_for_file(model: nn.Module, dtype: torch.dtype | None = None) -> dict:
                 v = v.to(dtype)
         out[k] = v
     return out
+
+
+
+# One set of files per session, however many test modules import the fixture (each import is a
+# FixtureDef of its own): keyed by the session's tmp_path_factory.
+_GETTERS: list[tuple[object, Callable[..., str]]] = []
+
+
+def _weights_getter(tmp_path_factory):
+    for factory, get in _GETTERS:
+        if factory is tmp_path_factory:
+            return get
+    cache: dict[tuple[str, str], str] = {}
+    root = tmp_path_factory.mktemp("weights")
+
+    def get(arch_id: str, variant: str = "fp32") -> str:
+        key = (arch_id, variant)
+        if key not in cache:
+            arch = BY_ID[arch_id]
+            torch.manual_seed(0)
+            sd = _state_for_file(
+                arch.make(FILE_CLASSES), torch.float16 if variant == "fp16" else None
+            )
+            path = str(root / f"{arch_id}-{variant}.safetensors")
+            safetensors_torch.save_file(sd, path)
+            cache[key] = path
+        return cache[key]
+
+    _GETTERS.append((tmp_path_factory, get))
+    return get
+
+
+@pytest.fixture(scope="session", name="weights")
+def weights_fixture(tmp_path_factory):
+    """get(arch_id, variant="fp32" | "fp16") -> path of a nudged safetensors file, made once."""
+    return _weights_getter(tmp_path_factory)
 
 
 def _no_meta(model: nn.Module) -> None:

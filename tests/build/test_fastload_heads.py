@@ -24,6 +24,7 @@ from fastload_archs import (  # noqa: E402
     _assert_patches_restored,
     _logits,
     _no_meta,
+    weights_fixture,  # noqa: F401  (the session fixture `weights`)
 )
 from torch import nn  # noqa: E402
 

@@ -18,6 +18,7 @@ from fastload_archs import (  # noqa: E402
     TinyCNN,
     _assert_patches_restored,
     _no_meta,
+    weights_fixture,  # noqa: F401  (the session fixture `weights`)
 )
 from torch import nn  # noqa: E402
 

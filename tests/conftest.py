@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from adversary import bad_server  # noqa: F401  (fixture for the adversarial tests)
-from hubserver import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub tests)
+from hub_fixtures import hub_env, hub_server  # noqa: E402,F401  (fixtures for Hub tests)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hubserver import LFS_PUT_WARNING, HubEnv, HubServer
+from hub_fixtures import HubEnv
+from hubserver import LFS_PUT_WARNING, HubServer
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,

@@ -1,7 +1,8 @@
 """Where a fast-path build's time goes: ``build_model`` of one timm arch, profiled.
 
-Prints, in one process after a warm-up: the median build time; the file-loading floor
-(``safetensors.torch.load_file`` + reading every weight) and the aligned read alone; the
+Prints, in one process: its first builds one by one, then the median build time; the
+file-loading floor (``safetensors.torch.load_file`` + reading every weight) and the
+aligned read alone; the
 construction floor (``timm.create_model`` on CPU with every init op a no-op: module
 construction alone, what no recorder can beat) next to the fast path's construction on
 meta with its recorder; and the share of ``cProfile``'d builds spent constructing the
@@ -76,7 +77,14 @@ def main() -> None:
     def floor():
         return [t.sum() for t in load_file(path).values()]
 
-    for fn in (build, floor, lambda: read_aligned(path)):
+    order = []  # the first builds of this process, one by one (the first pays one-time
+    for _ in range(args.reps):  # costs; the next ones show the allocator's warm-up)
+        t = time.perf_counter()
+        build()
+        order.append((time.perf_counter() - t) * 1e3)
+    print(f"{args.arch}: the process's first {args.reps} builds, in order: "
+          + " ".join(f"{ms:.0f}" for ms in order) + " ms")
+    for fn in (floor, lambda: read_aligned(path)):
         fn()  # warm-up
     print(f"{args.arch}: build {_median_ms(build, args.reps):.1f} ms, floor "
           f"{_median_ms(floor, args.reps):.1f} ms, aligned read alone "

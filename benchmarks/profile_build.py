@@ -1,12 +1,12 @@
 """Where a fast-path build's time goes: ``build_model`` of one timm arch, profiled.
 
-Prints, in one process: its first builds one by one, then the median build time; the
+Prints, in one process: its first builds one by one (with the minor page faults and system
+time each took: fresh memory is faulted in page by page), then the median build time; the
 file-loading floor (``safetensors.torch.load_file`` + reading every weight) and the
-aligned read alone; the
-construction floor (``timm.create_model`` on CPU with every init op a no-op: module
-construction alone, what no recorder can beat) next to the fast path's construction on
-meta with its recorder; and the share of ``cProfile``'d builds spent constructing the
-architecture, applying the strategy and checking the weights file.
+aligned read alone; the construction floor (``timm.create_model`` on CPU with every init
+op a no-op: module construction alone, what no recorder can beat) next to the fast path's
+construction on meta with its recorder; and the share of ``cProfile``'d builds spent
+constructing the architecture, applying the strategy and checking the weights file.
 
     OMP_NUM_THREADS=1 python benchmarks/profile_build.py [--arch resnet50] [--reps 7]
 """
@@ -17,6 +17,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import resource
 import statistics
 import tempfile
 import time
@@ -79,11 +80,15 @@ def main() -> None:
 
     order = []  # the first builds of this process, one by one (the first pays one-time
     for _ in range(args.reps):  # costs; the next ones show the allocator's warm-up)
+        before = resource.getrusage(resource.RUSAGE_SELF)
         t = time.perf_counter()
         build()
-        order.append((time.perf_counter() - t) * 1e3)
-    print(f"{args.arch}: the process's first {args.reps} builds, in order: "
-          + " ".join(f"{ms:.0f}" for ms in order) + " ms")
+        ms = (time.perf_counter() - t) * 1e3
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        order.append((ms, after.ru_minflt - before.ru_minflt,
+                      (after.ru_stime - before.ru_stime) * 1e3))
+    print(f"{args.arch}: the process's first {args.reps} builds, in order (ms / page faults "
+          "/ system ms): " + ", ".join(f"{ms:.0f} / {f} / {sy:.0f}" for ms, f, sy in order))
     for fn in (floor, lambda: read_aligned(path)):
         fn()  # warm-up
     print(f"{args.arch}: build {_median_ms(build, args.reps):.1f} ms, floor "

@@ -43,7 +43,8 @@ for name, kw in RUNS.items():
     with open(f"{out}/{name}-rank{rank}.json", "w") as fh:
         json.dump({"num_train": res.num_train, "num_val": res.num_val,
                    "val_images": [m.val_images for m in res.history],
-                   "val_acc": [m.val_acc for m in res.history]}, fh)
+                   "val_acc": [m.val_acc for m in res.history],
+                   "lr": res.extra.get("lr")}, fh)
 """
 
 RUNS = {
@@ -55,6 +56,9 @@ RUNS = {
     # 35 training images do not split evenly across 2 ranks; 179 val images neither
     "odd": {"strategy": "partial:1", "epochs": 1, "batch_size": 6, "seed": 5,
             "accumulate": 2},
+    # the range test and the class-balanced sampler under two ranks: both must agree
+    "lr_auto_sampler": {"strategy": "partial:1", "epochs": 1, "batch_size": 6, "seed": 5,
+                        "lr": "auto", "balance": "sampler"},
 }
 
 
@@ -89,8 +93,12 @@ def test_two_processes_match_each_other_and_a_single_process(tmp_path):
             info = [json.loads((out / f"{name}-rank{r}.json").read_text()) for r in (0, 1)]
             assert info[0] == info[1]
             assert info[0]["val_images"] == [info[0]["num_val"]] * len(info[0]["val_images"])
-            if name in ("finetune", "odd"):
-                continue
+            if name == "lr_auto_sampler":  # one range test's lr on both ranks, recorded
+                run = json.loads((out / name / "run.json").read_text())
+                assert run["lr_find"]["suggestion"] == info[0]["lr"] == info[1]["lr"]
+                assert run["hyperparameters"]["balance"] == "sampler"
+            if name in ("finetune", "odd", "lr_auto_sampler"):
+                continue  # (local BatchNorm batches; a sampler drawn per rank)
             single, res = finetune("zoonet_s", data, progress=False, verbose=False, **kw)
             assert res.world_size == 1
             for key, value in single.state_dict().items():

@@ -45,6 +45,43 @@ def test_mlflow_file_store_gets_every_epoch(tmp_path, digits, monkeypatch):
     assert (out / "metrics.csv").is_file()
 
 
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path, digits, monkeypatch):
+    """--resume (here: extending 2 epochs to 3) logs into the run it started, not a new
+    one; a store that lost the run gets a new run instead of a failed resume."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    out = tmp_path / "run"
+    kw = {"strategy": "linear_probe", "out": out, "log_with": "mlflow", **QUIET}
+    try:
+        finetune("zoonet_s", digits, epochs=2, **kw)
+        first = (out / "trackers.json").read_text()
+        _, res = finetune(resume=True, epochs=3, **{k: v for k, v in kw.items()
+                                                    if k != "strategy"})
+        uri = mlflow.get_tracking_uri()
+    finally:
+        mlflow.set_tracking_uri("")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("zoo_core").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].info.run_id in first
+    assert (out / "trackers.json").read_text() == first
+    acc = client.get_metric_history(runs[0].info.run_id, "val_acc")
+    assert [m.step for m in acc] == [1, 2, 3]
+    assert acc[-1].value == pytest.approx(res.history[-1].val_acc)
+
+    (out / "trackers.json").write_text('{"mlflow_run_id": "0123456789abcdef"}\n')
+    try:
+        finetune(resume=True, epochs=4, **{k: v for k, v in kw.items() if k != "strategy"})
+    finally:
+        mlflow.set_tracking_uri("")
+    runs = client.search_runs([client.get_experiment_by_name("zoo_core").experiment_id])
+    assert len(runs) == 2
+    assert "0123456789abcdef" not in (out / "trackers.json").read_text()
+
+
 def test_bad_trackers_are_refused_before_the_run(tmp_path, digits):
     with pytest.raises(zoo_core.InvalidArgumentError, match="unknown tracker 'neptune'"):
         finetune("zoonet_s", digits, out=tmp_path / "a", log_with="neptune", **QUIET)

@@ -405,7 +405,8 @@ def _finetune(ctx: _Dist, wall_start: float, opts: _Options) -> tuple[nn.Module,
     if ctx.main and out_dir is not None:
         with writing(out_dir / "run.json"):
             write_run(out_dir, record)
-    start_trackers(ctx, opts.log_with, out_dir, record["hyperparameters"])
+    start_trackers(ctx, opts.log_with, out_dir, record["hyperparameters"],
+                   resuming=ckpt is not None)
     header = {"model": opts.model, "strategy": kind_str, "requested_strategy": str(requested),
               "reason": reason, "forced": forced, "figures": figures, "data": source,
               "classes": list(classes), "path": run.path_note, "run": record}

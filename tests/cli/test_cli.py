@@ -218,7 +218,7 @@ def test_push_resolves_a_run_folder_to_best_and_fills_the_card(capsys, tmp_path,
 def test_refusal_names_every_probe_and_p_value(capsys, tmp_path):
     from zoo_core.data._embedded import embedded_task
 
-    root = embedded_task("random-labels", 6, cache=tmp_path / "c", val_per_class=4)
+    root = embedded_task("random-labels", 40, cache=tmp_path / "c", val_per_class=4)
     code = main(["finetune", "--data", str(root), "--epochs", "1", "--no-progress",
                  "--out", str(tmp_path / "run"), "--threads", "1"])
     err = capsys.readouterr().err

@@ -73,3 +73,42 @@ def test_no_significant_probe_refuses_with_a_pilot():
     ev = {"pretrained": _ev(0.213, 0.2, 0.4), "random-init": _ev(0.13, 0.24, 1.0),
           "raw pixels": _ev(0.17, 0.21, 0.7)}
     assert _decide(0.213, 0.12, 0.147, 0.097, evidence=ev).strategy == "refuse"
+
+
+def test_a_refusal_needs_a_bound_that_rules_out_a_ten_point_gain():
+    # shapes on photos, 25 per class (4 classes): no probe significant, but on 100 images
+    # the pretrained probe's 95% upper bound (0.297 + 1.645 x 0.046 = 0.372) does not rule
+    # out chance 0.25 + 0.10: auto trains (finetune: scarce), and says why
+    ev = {"pretrained": {**_ev(0.297, 0.265, 0.24), "n": 100},
+          "random-init": {**_ev(0.233, 0.25, 0.65), "n": 100},
+          "raw pixels": {**_ev(0.267, 0.25, 0.41), "n": 100}}
+    d = _decide(0.297, 0.05, 0.24, 0.05, per_class=25, chance=0.25, evidence=ev)
+    assert (d.strategy, d.pilot, d.cell) == ("finetune", (), "scarce + dissimilar")
+    assert "undecided" in d.reason and "is 0.372" in d.reason
+    assert "a gain of 0.10 over chance 0.250 cannot be ruled out" in d.reason
+    # the same probe on 800 images: the bound (0.324) rules it out, and the refusal says so
+    ev800 = {k: {**e, "n": 800} for k, e in ev.items()}
+    d = _decide(0.297, 0.05, 0.24, 0.05, per_class=200, chance=0.25, evidence=ev800)
+    assert d.strategy == "refuse" and "upper bound (95%, one-sided) 0.324 rules out" in d.reason
+    # plenty and undecided: pilot finetune against scratch
+    d = _decide(0.297, 0.05, 0.24, 0.05, per_class=120, chance=0.25, evidence=ev)
+    assert (d.strategy, d.pilot) == ("finetune", ("finetune", "scratch"))
+    # a looser level or a smaller gain to rule out changes the verdict, as configured
+    t = AutoThresholds(refuse_gain=0.2)
+    assert _decide(0.297, 0.05, 0.24, 0.05, per_class=25, chance=0.25, evidence=ev,
+                   thresholds=t).strategy == "refuse"
+    # identical images carry nothing, however few: refused without a bound
+    blank = {**ev, "raw pixels": {**ev["raw pixels"], "constant": True}}
+    d = _decide(0.297, 0.05, 0.24, 0.05, per_class=25, chance=0.25, evidence=blank)
+    assert d.strategy == "refuse" and "identical to the probes (constant pixels)" in d.reason
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5])
+def test_refuse_bound_p_must_be_a_confidence_level(tmp_path, monkeypatch, value):
+    from zoo_core.errors import ConfigError
+    from zoo_core.registry._catalog import load_catalog
+
+    user = tmp_path / "r.toml"
+    user.write_text(f"[auto]\nrefuse_bound_p = {value}\n")
+    with pytest.raises(ConfigError, match="auto.refuse_bound_p"):
+        load_catalog(user)

@@ -284,7 +284,8 @@ def test_auto_end_to_end_prints_cell_figures_and_choice(digits, capsys):
 
 
 def test_auto_refuses_random_labels_and_force_overrides(tmp_path):
-    root = embedded_task("random-labels", 6, cache=tmp_path, val_per_class=4)
+    # 40 per class: 200 images bound the pretrained probe below chance + 10 points
+    root = embedded_task("random-labels", 40, cache=tmp_path, val_per_class=4)
     with pytest.raises(TransferNotRecommendedError, match="nothing to learn") as info:
         finetune("zoonet_s", root, strategy="auto", epochs=1, **QUIET)
     figures = info.value.figures
@@ -297,6 +298,8 @@ def test_auto_refuses_random_labels_and_force_overrides(tmp_path):
         assert f"{name} {e['probe']:.3f} vs {e['baseline']:.3f} (p={e['p']:.2g})" in \
             str(info.value)
     assert "label-permutation baseline" in str(info.value)
+    assert "upper bound (95%, one-sided)" in str(info.value) and "rules out a gain of 0.10" \
+        in str(info.value)
     _, res = finetune("zoonet_s", root, strategy="auto", force=True, epochs=1, **QUIET)
     assert res.strategy == "finetune" and res.forced and "forced" in res.reason
 
@@ -325,7 +328,7 @@ def test_refusal_pilots_first_where_images_can_be_held_out(tmp_path, monkeypatch
     user.write_text("[auto]\npilot_min_per_class = 5\n")
     monkeypatch.setenv("ZOO_CORE_REGISTRY", str(user))
     reset_registry()
-    root = embedded_task("random-labels", 6, cache=tmp_path / "c", val_per_class=4)
+    root = embedded_task("random-labels", 40, cache=tmp_path / "c", val_per_class=4)
     folder = scan_image_folder(root, warn=False)
     seen = []
 
@@ -341,7 +344,7 @@ def test_refusal_pilots_first_where_images_can_be_held_out(tmp_path, monkeypatch
     # chance it finds nothing either, and auto refuses saying so
     with pytest.raises(TransferNotRecommendedError, match="found nothing either") as info:
         _decide("zoonet_s", folder, pilot=pilot(0.2), **kw)
-    assert seen == [("finetune", 25, 5, 2)]
+    assert seen == [("finetune", 160, 40, 2)]
     assert info.value.figures["pilot"]["evidence"]["p"] >= 0.01
     assert "nothing to learn from (scarce + dissimilar)" in str(info.value)
     # a pilot far above the holdout's chance is evidence the probes missed: auto trains
@@ -363,8 +366,25 @@ def test_auto_without_pretrained_weights_is_scratch(digits):
     assert res.strategy == "scratch" and "no pretrained weights" in res.reason
 
 
-def test_refused_run_leaves_no_run_folder(tmp_path):
+def test_too_few_images_to_rule_out_a_gain_train_instead_of_refusing(tmp_path):
+    # random labels, 6 per class: no probe is significant, but 30 images cannot bound the
+    # pretrained probe below chance + 10 points, so a refusal would rest on no evidence
+    from zoo_core.train._auto import _decide
+    from zoo_core.train._utils import _Printer
+
     root = embedded_task("random-labels", 6, cache=tmp_path / "c", val_per_class=4)
+    folder = scan_image_folder(root, warn=False)
+    strategy, reason, forced, fig = _decide(
+        "zoonet_s", folder, weights="default", seed=0, force=False, device="cpu",
+        num_workers=0, say=_Printer(False), epochs=2, pilot=None)
+    assert (strategy, forced) == ("finetune", False)
+    assert "undecided" in reason and "cannot be ruled out" in reason
+    assert all(e["p"] * 3 >= 0.01 for e in fig["evidence"].values())
+    assert fig["decision"]["strategy"] == "finetune" and fig["evidence"]["pretrained"]["n"] == 30
+
+
+def test_refused_run_leaves_no_run_folder(tmp_path):
+    root = embedded_task("random-labels", 40, cache=tmp_path / "c", val_per_class=4)
     with pytest.raises(TransferNotRecommendedError):
         finetune("zoonet_s", root, strategy="auto", epochs=1, out=tmp_path / "run", **QUIET)
     assert not (tmp_path / "run").exists()

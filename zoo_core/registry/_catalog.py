@@ -45,6 +45,8 @@ class AutoThresholds:
     similar_gain: float = 0.05  # the gain in points, at least (and 2x its standard error)
     similar_share: float = 0.45  # ... closing this share of the room above chance
     refuse_p: float = 0.01  # refuse only when no probe beats its permutation baseline at this
+    refuse_gain: float = 0.10  # ... and the pretrained probe's upper bound rules out this gain
+    refuse_bound_p: float = 0.05  # ... one-sided, at this level
     pilot_fraction: float = 0.25
     pilot_min_per_class: int = 50
 
@@ -273,10 +275,13 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
             if value < 1:
                 raise fail(("auto", key), "must be >= 1")
         elif key in ("high_similarity", "pilot_fraction", "learnable_margin",
-                     "similar_gain", "similar_share", "refuse_p"):
+                     "similar_gain", "similar_share", "refuse_p", "refuse_gain",
+                     "refuse_bound_p"):
             expect(("auto", key), value, (int, float), "a number in [0, 1]")
             if not 0 <= value <= 1:
                 raise fail(("auto", key), "must be within [0, 1]")
+            if key == "refuse_bound_p" and not 0 < value < 1:
+                raise fail(("auto", key), "must be within (0, 1): a confidence level")
         else:
             raise fail(("auto", key), "unknown key")
     limits = data.get("limits", {})
@@ -385,7 +390,8 @@ def _to_catalog(data: Mapping[str, Any], files: tuple[str, ...]) -> Catalog:
         auto=AutoThresholds(
             plenty_per_class=auto.get("plenty_per_class", AutoThresholds.plenty_per_class),
             **{k: float(auto[k]) for k in ("high_similarity", "learnable_margin", "similar_gain",
-                                           "pilot_fraction", "similar_share", "refuse_p")
+                                           "pilot_fraction", "similar_share", "refuse_p",
+                                           "refuse_gain", "refuse_bound_p")
                if k in auto},
             **{k: int(auto[k]) for k in ("pilot_min_per_class",) if k in auto},
         ),

@@ -23,8 +23,13 @@ where there are images enough to hold out (``[auto] pilot_min_per_class``), the 
 trains the pilot's candidates on a holdout split and refuses only when none of them beats
 the holdout's chance significantly either (:func:`zoo_core.train._auto._decide`). A probe
 that is significant but within ``learnable_margin`` of chance means the task is **hard**,
-and auto trains. Without ``evidence`` (older figures) the rule is the margin alone: both
-probes within ``max(learnable_margin, 2 x spread)`` of chance.
+and auto trains. A refusal also needs evidence that there is little to gain: the
+pretrained probe's one-sided upper confidence bound (at ``[auto] refuse_bound_p``, 5%;
+binomial over the sample's images) must lie below chance + ``refuse_gain`` (10 points).
+On a few dozen images it does not, whatever the probe scores: the decision is then
+**undecided**, and auto trains (scarce: finetune; plenty: pilot finetune against scratch)
+rather than refuse on no evidence. Without ``evidence`` (older figures) the rule is the
+margin alone: both probes within ``max(learnable_margin, 2 x spread)`` of chance.
 
 **Similar** means the pretraining supplies much of what the task needs: the gain
 (pretrained minus random-init probe) must be *significant*, at least ``2 x`` its standard
@@ -52,6 +57,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 from zoo_core.registry._catalog import AutoThresholds
@@ -84,6 +90,19 @@ class Decision:
 
 def _near(value: float, threshold: float, sd: float) -> bool:
     return abs(value - threshold) < sd
+
+
+def _upper_bound(evidence: Mapping[str, Mapping[str, float]], chance: float,
+                 t: AutoThresholds) -> float | None:
+    """The pretrained probe's one-sided upper confidence bound at ``refuse_bound_p``: its
+    accuracy plus ``z`` binomial standard errors over the sample's ``n`` images (the larger
+    of the errors at the probe's rate and at chance). ``None`` without those figures."""
+    e = evidence.get("pretrained")
+    if not e or not e.get("n"):
+        return None
+    q, n = float(e["probe"]), int(e["n"])
+    sd = math.sqrt(max(q * (1 - q), chance * (1 - chance)) / n)
+    return q + NormalDist().inv_cdf(1 - t.refuse_bound_p) * sd
 
 
 def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
@@ -138,13 +157,38 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
         hard = False
         test_txt = f"both probes within {margin:.2f} of chance"
         nothing = test_txt
+    # identical images (constant pixels) carry nothing, however few: no bound needed
+    blank = bool(evidence and (evidence.get("raw pixels") or {}).get("constant"))
+    bound = (_upper_bound(evidence, chance, t) if evidence and not learnable and not blank
+             else None)
+    if bound is not None and bound >= chance + t.refuse_gain:
+        # nothing significant, but too few images to rule out a real gain: no evidence for
+        # a refusal, so auto trains (module doc)
+        undecided = (f"{nothing}; but on {int(evidence['pretrained']['n'])} images the "
+                     f"pretrained probe's upper bound ({1 - t.refuse_bound_p:.0%}, one-sided) "
+                     f"is {bound:.3f}, so a gain of {t.refuse_gain:.2f} over chance "
+                     f"{chance:.3f} cannot be ruled out and a refusal would rest on no "
+                     "evidence")
+        if size == "plenty":
+            return Decision("finetune", f"{cell}, undecided: {undecided}; {figures}, "
+                            f"{size_txt}: pilot finetune against scratch", cell, table,
+                            table != "finetune", pilot=("finetune", "scratch"))
+        return Decision("finetune", f"{cell}, undecided: {undecided}; {figures}, {size_txt}: "
+                        "fine-tune the whole network from the pretrained init", cell, table,
+                        table != "finetune")
     if not learnable:
         # a linear probe on a few hundred images cannot tell a weak signal from none: where
         # images can be held out, a pilot looks for it before auto refuses (module doc)
+        ruled_out = ("; the images are identical to the probes (constant pixels)" if blank
+                     else "" if bound is None else
+                     f"; the pretrained probe's upper bound ({1 - t.refuse_bound_p:.0%}, "
+                     f"one-sided) {bound:.3f} rules out a gain of {t.refuse_gain:.2f} over "
+                     f"chance {chance:.3f}")
         candidates = ("finetune",) if size == "scarce" else ("scratch", "finetune")
         return Decision(
             "refuse",
-            f"transfer learning not recommended: nothing to learn from ({cell}) -- {nothing}; "
+            f"transfer learning not recommended: nothing to learn from ({cell}) -- {nothing}"
+            f"{ruled_out}; "
             f"{figures}; {size_txt}. Where there are {t.pilot_min_per_class} images per "
             f"class to hold out, a pilot of {' and '.join(candidates)} looks for a signal "
             "the probes missed and trains only if it beats the holdout's chance "

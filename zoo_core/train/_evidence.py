@@ -60,6 +60,7 @@ class Evidence:
     p: float  # one-sided p-value: probability of a probe this good if labels say nothing
     n: int  # images in the sample
     permutations: int
+    constant: bool = False  # the features do not vary over the sample: they carry nothing
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +93,11 @@ def permutation_test(x: np.ndarray, y: np.ndarray, *, probe: float, seed: int,
     rate = min(max(baseline, 1.0 / max(len(y), 1)), 1.0 - 1.0 / max(len(y), 1))
     sd = max(math.sqrt(rate * (1.0 - rate) / max(len(y), 1)), spread)
     z, p = p_value(probe, baseline, sd)
+    flat = np.asarray(x, dtype=np.float64).reshape(len(y), -1) if len(y) else np.zeros((0, 0))
+    constant = bool(len(y)) and not bool((np.nan_to_num(flat).std(0) > 1e-12).any())
     return Evidence(probe=float(probe), baseline=baseline, baseline_std=spread, sd=sd,
-                    z=float(z), p=float(p), n=len(y), permutations=permutations)
+                    z=float(z), p=float(p), n=len(y), permutations=permutations,
+                    constant=constant)
 
 
 def holdout_test(accuracies: dict[str, float], labels: Any) -> dict[str, Any]:

@@ -103,8 +103,10 @@ def _rotation_label(img: Any, k: int, rng: Any) -> Any:
     return img.rotate(90 * k)
 
 
-def _digit_task(transform: Callable[[Any, Any], Any]) -> Callable[[int, int, int], Generated]:
-    """Digits 5-9 at 64 px, each image passed through ``transform(rgb uint8, rng)``."""
+def _digit_task(transform: Callable[[Any, Any], Any],
+                digits_used: tuple[int, ...] = (5, 6, 7, 8, 9)
+                ) -> Callable[[int, int, int], Generated]:
+    """Digits (5-9) at 64 px, each image passed through ``transform(rgb uint8, rng)``."""
 
     def make(per_class: int, val_per_class: int, seed: int) -> Generated:
         import numpy as np
@@ -114,7 +116,7 @@ def _digit_task(transform: Callable[[Any, Any], Any]) -> Callable[[int, int, int
         images, labels = digits.load_digits_arrays()
         rng = np.random.default_rng([seed, 43])
         x_tr, y_tr, x_va, y_va = [], [], [], []
-        for k, c in enumerate((5, 6, 7, 8, 9)):
+        for k, c in enumerate(digits_used):
             pos = rng.permutation(np.flatnonzero(labels == c))
             val, train = pos[:val_per_class], pos[val_per_class:val_per_class + per_class]
             x_va += [transform(x, rng) for x in digits.to_rgb_array(images[val], SIZE)]
@@ -122,7 +124,7 @@ def _digit_task(transform: Callable[[Any, Any], Any]) -> Callable[[int, int, int
             y_va += [k] * len(val)
             y_tr += [k] * len(train)
         return (np.stack(x_tr), np.asarray(y_tr), np.stack(x_va), np.asarray(y_va),
-                ("5", "6", "7", "8", "9"))
+                tuple(str(c) for c in digits_used))
 
     return make
 
@@ -182,6 +184,75 @@ def _glyph_groups(per_class: int, val_per_class: int, seed: int) -> Generated:
     return out[0], out[1], out[2], out[3], tuple(f"group{k}" for k in range(5))
 
 
+# -- the fresh part (stop 19): task families no rule was tuned or checked on ---------------
+
+def _quadrant_label(img: Any, k: int, rng: Any) -> Any:
+    """A small disk of a random colour in quadrant ``k`` (where, not what)."""
+    from PIL import ImageDraw
+
+    r = int(rng.integers(4, 8))
+    half = SIZE // 2
+    cx = int(rng.integers(r + 1, half - r - 1)) + half * (k % 2)
+    cy = int(rng.integers(r + 1, half - r - 1)) + half * (k // 2)
+    colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
+    ImageDraw.Draw(img).ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    return img
+
+
+def _count_label(img: Any, k: int, rng: Any) -> Any:
+    """``k + 1`` small squares of random colours at random places (how many)."""
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(img)
+    for _ in range(k + 1):
+        r = int(rng.integers(3, 6))
+        cx, cy = (int(v) for v in rng.integers(r + 1, SIZE - r - 1, size=2))
+        d.rectangle((cx - r, cy - r, cx + r, cy + r),
+                    fill=tuple(int(v) for v in rng.integers(0, 256, size=3)))
+    return img
+
+
+def _photo_scale(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """3 classes: a photo crop of 48, 120 or 300 px side, resized to 64 (the scale of the
+    scene; nothing glyph-like: plenty + dissimilar)."""
+    import numpy as np
+    from PIL import Image
+
+    photos = _photos()
+    sides = (48, 120, 300)
+    out = []
+    for stream, n in ((0, per_class), (1, val_per_class)):
+        rng = np.random.default_rng([seed, 53, stream])
+        xs, ys = [], []
+        for k, side in enumerate(sides):
+            for _ in range(n):
+                photo = photos[int(rng.integers(len(photos)))]
+                y = int(rng.integers(0, photo.shape[0] - side))
+                x = int(rng.integers(0, photo.shape[1] - side))
+                crop = Image.fromarray(photo[y:y + side, x:x + side])
+                xs.append(np.asarray(crop.resize((SIZE, SIZE), Image.BILINEAR)))
+                ys.append(k)
+        out += [np.stack(xs), np.asarray(ys)]
+    return out[0], out[1], out[2], out[3], tuple(f"side{s}" for s in sides)
+
+
+def _noisy(x: Any, rng: Any) -> Any:
+    import numpy as np
+
+    return (x.astype(np.float32) + rng.normal(0, 70, size=x.shape)).clip(0, 255).astype(
+        np.uint8)
+
+
+def _edges(x: Any, rng: Any) -> Any:
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    soft = Image.fromarray(x).filter(ImageFilter.GaussianBlur(2))  # outlines, not 8x8 blocks
+    edges = np.asarray(soft.filter(ImageFilter.FIND_EDGES)).astype(np.float32)
+    edges[:2], edges[-2:], edges[:, :2], edges[:, -2:] = 0, 0, 0, 0  # the filter's border
+    return (edges * (255.0 / max(float(edges.max()), 1.0))).clip(0, 255).astype(np.uint8)
+
+
 TASKS: dict[str, Callable[[int, int, int], Generated]] = {
     "photo-shapes": _photo_task(_shape_label, 4, SHAPES),
     "photo-rotation": _photo_task(_rotation_label, 4, ("r0", "r90", "r180", "r270")),
@@ -190,6 +261,11 @@ TASKS: dict[str, Callable[[int, int, int], Generated]] = {
     "digits-colour": _digit_task(_colour),
     "digits-rotated": _digit_task(_rotated),
     "glyph-groups": _glyph_groups,
+    "photo-quadrant": _photo_task(_quadrant_label, 4, ("tl", "tr", "bl", "br")),
+    "photo-count": _photo_task(_count_label, 3, ("one", "two", "three")),
+    "photo-scale": _photo_scale,
+    "digits0-4-noise": _digit_task(_noisy, (0, 1, 2, 3, 4)),
+    "digits0-4-edges": _digit_task(_edges, (0, 1, 2, 3, 4)),
 }
 
 

@@ -291,6 +291,12 @@ def write_task(name: str, per_class: int, *, seed: int, val_per_class: int,
             d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(d / f"{i:05d}.png")
     (tmp / ".bench_task.json").write_text(json.dumps(params))
+    try:  # another run wrote it meanwhile: keep theirs (it may be reading it)
+        if json.loads((root / ".bench_task.json").read_text()) == params:
+            shutil.rmtree(tmp)
+            return root
+    except (OSError, ValueError):
+        pass
     if root.exists():
         shutil.rmtree(root)
     os.replace(tmp, root)

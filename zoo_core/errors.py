@@ -74,10 +74,14 @@ class TransferNotRecommendedError(StrategyError):
     """``auto`` found nothing to learn: none of the cross-validated probes on pretrained,
     random-init and raw-pixel features of a training sample beat a label-permutation
     baseline on the same features at ``p < [auto] refuse_p`` (0.01, divided by the number of
-    feature sets tested), and -- where every class had ``[auto] pilot_min_per_class`` (50)
-    images to hold out -- a short pilot trained on 80% of the training images did not beat
-    the held-out 20%'s majority rate either (binomial, ``p < refuse_p``). The message names
-    each probe, its baseline and p-value, and the pilot's accuracy or why it did not run;
+    feature sets tested); the pretrained probe's one-sided upper confidence bound
+    (``[auto] refuse_bound_p``, 5%) lies below chance + ``[auto] refuse_gain`` (10 points),
+    so the sample rules out a real gain (on a few dozen images it cannot, and auto trains
+    instead); and -- where every class had ``[auto] pilot_min_per_class`` (50) images to
+    hold out -- a short pilot trained on 80% of the training images did not beat the
+    held-out 20%'s majority rate either (binomial, ``p < refuse_p``). Identical images are
+    refused without the bound. The message names each probe, its baseline and p-value, the
+    bound, and the pilot's accuracy or why it did not run;
     ``.figures`` holds every figure. ``--force`` (``force=True``) or an explicit strategy
     trains anyway."""
 

@@ -166,6 +166,13 @@ def _write_png(path: Path, pixels: Any) -> None:
     Image.fromarray(pixels).save(path, format="PNG", optimize=False)
 
 
+def _written(root: Path, params: dict[str, Any]) -> bool:
+    try:
+        return bool(json.loads((root / MARKER).read_text()) == params)
+    except (OSError, ValueError):
+        return False
+
+
 def embedded_task(name: str, per_class: int | None = None, *, seed: int = 0,
                   val_per_class: int = VAL_PER_CLASS,
                   cache: str | os.PathLike[str] | None = None) -> Path:
@@ -191,11 +198,8 @@ def embedded_task(name: str, per_class: int | None = None, *, seed: int = 0,
     root = base / f"task-{name}-pc{per_class or 'all'}-v{val_per_class}-seed{seed}"
     params = {"format": FORMAT, "task": name, "per_class": per_class,
               "val_per_class": val_per_class, "seed": seed, "size": SIZE}
-    try:
-        if json.loads((root / MARKER).read_text()) == params:
-            return root
-    except (OSError, ValueError):
-        pass
+    if _written(root, params):
+        return root
     x_tr, y_tr, x_va, y_va, classes = TASKS[name][1](per_class, val_per_class, seed)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=base))
@@ -208,6 +212,9 @@ def embedded_task(name: str, per_class: int | None = None, *, seed: int = 0,
                 i = counters[int(label)] = counters.get(int(label), -1) + 1
                 _write_png(d / f"{i:05d}.png", pixels)
         (tmp / MARKER).write_text(json.dumps(params))
+        if _written(root, params):  # a concurrent run wrote it meanwhile: keep theirs, which
+            shutil.rmtree(tmp, ignore_errors=True)  # that run may be reading
+            return root
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)

@@ -30,10 +30,20 @@ def _row(task, per_class, seed):
                               (task, per_class, seed)))
 
 
-def test_replay_tests_a_refusals_pilot_and_marks_an_assumed_one():
+def test_replay_tests_a_refusals_pilot_and_marks_an_assumed_one(tmp_path, monkeypatch):
+    from zoo_core.registry._registry import reset_registry
+
     bench = _bench()
-    # photo-shapes 80/class seed 1: no probe significant -> a refusal with a pilot of finetune
+    # photo-shapes 80/class seed 1: no probe significant, but on 200 images the pretrained
+    # probe's bound (0.369) does not rule out chance 0.25 + 0.10: finetune, no pilot
     row = _row("photo-shapes", 80, 1)
+    (out,) = bench.replay([row])
+    assert (out["auto"], out["note"], out["cell"]) == ("finetune", "", "scarce + dissimilar")
+    # asked to rule out only a 15-point gain, the bound does: a refusal with a pilot
+    user = tmp_path / "r.toml"
+    user.write_text("[auto]\nrefuse_gain = 0.15\n")
+    monkeypatch.setenv("ZOO_CORE_REGISTRY", str(user))
+    reset_registry()
     (out,) = bench.replay([row])
     assert (out["auto"], out["note"]) == ("finetune", "pilot?")  # not in the saved run
     assert out["auto_seconds"] > row["auto_seconds"]  # its cost is estimated

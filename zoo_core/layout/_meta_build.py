@@ -30,11 +30,14 @@ from torch import nn
 from zoo_core.layout._meta_ops import (
     _ALIAS_OPS,
     _EMPTY_FACTORIES,
+    _EMPTY_SITES,
     _FULL_OVERWRITE,
     _METADATA_INPLACE_OK,
     _METADATA_INPLACE_TAINT,
     _NN_INIT_FUNCS,
     _NO_ROOTS,
+    _PASSTHROUGH,
+    _PASSTHROUGH_PROPS,
     _assign_value,
     _is_inplace,
     _iter_tensors,
@@ -52,6 +55,7 @@ class _FastPathUnsupported(Exception):
 
 _ORIG_NN_INIT = {name: getattr(nn.init, name) for name in _NN_INIT_FUNCS}
 _ORIG_REGISTER_PARAMETER = nn.Module.register_parameter
+_EMPTY_LIKE = torch.empty_like
 
 
 class _Recorder:
@@ -109,8 +113,8 @@ class _Recorder:
         # The storage is consumed: a later allocation at its address is not torch.empty's.
         self.empty_ptrs.discard(ptr)
         # what nn.Parameter(data, requires_grad) does for plain tensor data, minus a call
-        meta = torch.Tensor._make_subclass(
-            _MetaParameter, torch.empty_like(p, device="meta"), p.requires_grad)
+        meta = torch.Tensor._make_subclass(  # (torch's own empty_like: ours is wrapped now)
+            _MetaParameter, _EMPTY_LIKE(p, device="meta"), p.requires_grad)
         if p.__dict__:
             meta.__dict__.update(p.__dict__)
         self._add_root(meta, initial)
@@ -121,12 +125,7 @@ class _Recorder:
         """A parameter the architecture created on meta becomes a root in place."""
         i = id(p)
         tp = type(p)
-        if tp is _Tracked:  # nn.Parameter(<tensor derived from a root>): a new root
-            self.alias.pop(i, None)
-            self.derived.pop(i, None)
-            p.__dict__.pop("_is_param", None)
-            p.__class__ = _MetaParameter
-        elif tp is nn.Parameter:
+        if tp is nn.Parameter:
             p.__class__ = _MetaParameter
         elif tp is not _MetaParameter:
             self.taint(i, f"a {tp.__qualname__} created on meta (its ops cannot be followed)")
@@ -328,17 +327,22 @@ _BUILD_LOCK = threading.RLock()
 _PREV_REGISTER_PARAMETER: Callable[..., None] = _ORIG_REGISTER_PARAMETER
 
 
+_get_ident = threading.get_ident
+
+
 def _active_recorder() -> _Recorder | None:
-    rec = _ACTIVE
-    if rec is not None and rec.owner == threading.get_ident():
+    rec = _ACTIVE  # (the wrappers below inline this: they run for every parameter)
+    if rec is not None and rec.owner == _get_ident():
         return rec
     return None
 
 
 def _patched_register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
     _PREV_REGISTER_PARAMETER(module, name, param)
-    rec = _active_recorder()  # other threads building meanwhile are left alone
-    if rec is None or param is None:
+    if param is None:
+        return
+    rec = _ACTIVE
+    if rec is None or rec.owner != _get_ident():  # other threads meanwhile are left alone
         return
     with torch._C.DisableTorchFunction():  # our own bookkeeping ops: not the model's
         module._parameters[name] = rec.to_meta(module._parameters[name])
@@ -349,8 +353,8 @@ def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> C
 
     @functools.wraps(inner)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        rec = _active_recorder()
-        if rec is None:
+        rec = _ACTIVE
+        if rec is None or rec.owner != _get_ident():
             return inner(*args, **kwargs)
         t = args[0] if args else kwargs.get("tensor")
         root = rec.root_id(t)
@@ -369,44 +373,15 @@ def _make_empty_wrapper(inner: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(inner)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        rec = _active_recorder()
-        if rec is None:
+        rec = _ACTIVE
+        if rec is None or rec.owner != _get_ident():
             return inner(*args, **kwargs)
         return rec.empty(inner, args, kwargs)
 
     return wrapper
 
 
-# The factories of uninitialised memory, wrapped (module/class attribute) for a fast build.
-# A parameter made from memory that none of them handed out (a name bound before the
-# build, torch.Tensor(n)) counts as created from real values, as it did when a
-# TorchFunctionMode watched them: its first init op then decides, as in the normal path.
-_EMPTY_SITES = ((torch, "empty"), (torch, "empty_like"), (torch, "empty_strided"),
-                (torch.Tensor, "new_empty"))
 _ORIG_INIT_BY_ID = {id(f): f for f in _ORIG_NN_INIT.values()}
-
-# Calls that only read metadata and return no tensor: nothing to record, skip, alias or
-# taint (``is_meta`` and ``.data`` are NOT here: dispatch watches them).
-_PASSTHROUGH = frozenset(
-    id(f) for f in (
-        torch.Tensor.dim,
-        torch.Tensor.size,
-        torch.Tensor.numel,
-        torch.Tensor.stride,
-        torch.Tensor.is_contiguous,
-        torch.Tensor.is_floating_point,
-        torch.Tensor.is_complex,
-        torch.Tensor.__hash__,
-        torch.Tensor.__repr__,
-    )
-)
-# Property reads arrive as ``<descriptor>.__get__`` (a new bound wrapper each time): keyed
-# by the descriptor.
-_PASSTHROUGH_PROPS = frozenset(
-    id(getattr(torch.Tensor, name))
-    for name in ("shape", "ndim", "dtype", "device", "grad_fn", "requires_grad", "is_leaf",
-                 "grad", "layout")
-)
 _NO_SUBCLASS_TF = torch._C.DisableTorchFunctionSubclass
 
 
@@ -442,6 +417,39 @@ class _Tracked(torch.Tensor):
 
     __torch_function__ = classmethod(_tracked_torch_function)  # type: ignore[assignment]
 
+    def __deepcopy__(self, memo: dict) -> torch.Tensor:
+        self.__class__ = torch.Tensor  # a copy is plain, as torch makes it for a plain one
+        try:
+            return self.__deepcopy__(memo)
+        finally:
+            self.__class__ = _Tracked
+
+
+_ORIG_PARAMETER_NEW = nn.Parameter.__dict__["__new__"]
+
+
+def _parameter_new(cls: type, data: Any = None, requires_grad: bool = True) -> Any:
+    """``nn.Parameter(root or tracked)`` makes a plain Parameter of it, as it does for plain
+    tensors (torch's own __new__ would keep a tensor subclass's type)."""
+    if type(data) in _FOLLOWED and _active_recorder() is not None:
+        return torch.Tensor._make_subclass(cls, data, requires_grad)
+    return _ORIG_PARAMETER_NEW(cls, data, requires_grad)
+
+
+_FOLLOWED = (_MetaParameter, _Tracked)
+
+
+_WRAPPERS: dict[tuple[str, int], tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+
+def _wrapper(name: str, inner: Callable[..., Any], make: Callable[..., Any], *extra: Any) -> Any:
+    """``make(inner, *extra)``, made once per wrapped function, not once per build."""
+    key = (name, id(inner))
+    hit = _WRAPPERS.get(key)
+    if hit is None or hit[0] is not inner:
+        hit = _WRAPPERS[key] = (inner, make(inner, *extra))
+    return hit[1]
+
 
 def _construct_on_meta(construct: Callable[[], nn.Module]) -> tuple[nn.Module, _Recorder]:
     """Run ``construct()`` with meta parameters, real buffers and recorded init ops.
@@ -457,6 +465,7 @@ def _construct_on_meta(construct: Callable[[], nn.Module]) -> tuple[nn.Module, _
         if _ACTIVE is not None:
             raise _FastPathUnsupported("nested fast build")
         prev_register = nn.Module.register_parameter
+        prev_new = nn.Parameter.__dict__["__new__"]
         prev_init = {name: getattr(nn.init, name) for name in _NN_INIT_FUNCS}
         prev_empty = [(owner, name, owner.__dict__.get(name, _MISSING))
                       for owner, name in _EMPTY_SITES]
@@ -465,11 +474,14 @@ def _construct_on_meta(construct: Callable[[], nn.Module]) -> tuple[nn.Module, _
         try:
             nn.Module.register_parameter = _patched_register_parameter  # type: ignore[method-assign]
             for name, inner in prev_init.items():
-                setattr(nn.init, name, _make_init_wrapper(inner, _ORIG_NN_INIT[name]))
+                wrapper = _wrapper(name, inner, _make_init_wrapper, _ORIG_NN_INIT[name])
+                setattr(nn.init, name, wrapper)
             for owner, name, _ in prev_empty:
-                setattr(owner, name, _make_empty_wrapper(getattr(owner, name)))
+                setattr(owner, name, _wrapper(name, getattr(owner, name), _make_empty_wrapper))
+            nn.Parameter.__new__ = _parameter_new  # type: ignore[method-assign]
             model = construct()
         finally:
+            nn.Parameter.__new__ = prev_new  # type: ignore[method-assign]
             nn.Module.register_parameter = prev_register  # type: ignore[method-assign]
             for name, inner in prev_init.items():
                 setattr(nn.init, name, inner)

@@ -110,15 +110,22 @@ class _Uninitialised(nn.Module):
         self.empty_like = nn.Parameter(torch.empty_like(torch.zeros(4, 4)))
         self.zeros = nn.Parameter(torch.zeros(4, 4))
         self.scaled = nn.Parameter(torch.ones(4, 4) * 0.5)
+        shared = torch.empty(4, 4)  # one uninitialised storage, two parameters
+        self.shared1, self.shared2 = nn.Parameter(shared), nn.Parameter(shared)
+        for _ in range(4):  # scratch memory freed again: a later tensor may not reuse it
+            torch.empty(16)
+        self.zeros_after = nn.Parameter(torch.zeros(16))
 
 
 def test_memory_from_the_empty_factories_is_known_uninitialised():
     model, rec = _construct_on_meta(_Uninitialised)
-    for name in ("empty", "new_empty", "empty_like"):
+    for name in ("empty", "new_empty", "empty_like", "shared1", "shared2"):
         with pytest.raises(_FastPathUnsupported, match="no initialisation"):
             rec.materialize(getattr(model, name))
     assert not rec.materialize(model.zeros).any()
     assert torch.equal(rec.materialize(model.scaled), torch.full((4, 4), 0.5))
+    assert not rec.materialize(model.zeros_after).any()
+    assert not rec.empties  # released when construction ended
 
 
 def test_other_threads_get_real_parameters_and_plain_factories_meanwhile():

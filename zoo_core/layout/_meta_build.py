@@ -49,10 +49,6 @@ class _FastPathUnsupported(Exception):
     """Internal: the fast path cannot build this model faithfully; use the normal path."""
 
 
-# ----------------------------------------------------------------------------------------
-# Recording construction with meta parameters
-# ----------------------------------------------------------------------------------------
-
 _ORIG_NN_INIT = {name: getattr(nn.init, name) for name in _NN_INIT_FUNCS}
 _ORIG_REGISTER_PARAMETER = nn.Module.register_parameter
 _EMPTY_LIKE = torch.empty_like
@@ -71,6 +67,9 @@ class _Recorder:
         self.initial: dict[int, torch.Tensor] = {}  # id(root) -> real value it was created with
         self.tainted: dict[int, str] = {}  # id(root) -> why its init cannot be replayed
         self.empty_ptrs: set[int] = set()  # data_ptrs handed out by torch.empty & co.
+        # ... whose tensors are kept until construction ends: no other tensor can be
+        # allocated at those addresses meanwhile (their pages are mostly never touched).
+        self.empties: list[torch.Tensor] = []
         self.converted: dict[int, tuple[weakref.ref, nn.Parameter]] = {}
 
     # -- lookups -------------------------------------------------------------------------
@@ -107,11 +106,8 @@ class _Recorder:
                 f"parameter of type {type(p).__qualname__} (only plain nn.Parameter is supported)"
             )
         initial = None
-        ptr = p.data_ptr()
-        if p.numel() and ptr not in self.empty_ptrs:
+        if p.numel() and p.data_ptr() not in self.empty_ptrs:
             initial = p.detach()  # created from real values (zeros, ones, randn*std, ...)
-        # The storage is consumed: a later allocation at its address is not torch.empty's.
-        self.empty_ptrs.discard(ptr)
         # what nn.Parameter(data, requires_grad) does for plain tensor data, minus a call
         meta = torch.Tensor._make_subclass(  # (torch's own empty_like: ours is wrapped now)
             _MetaParameter, _EMPTY_LIKE(p, device="meta"), p.requires_grad)
@@ -252,6 +248,7 @@ class _Recorder:
         out = func(*args, **kwargs)
         if isinstance(out, torch.Tensor) and out.is_cpu and out.numel():
             self.empty_ptrs.add(out.data_ptr())
+            self.empties.append(out)
         return out
 
     def _add_alias(self, out: Any, root: int) -> None:
@@ -425,9 +422,6 @@ class _Tracked(torch.Tensor):
             self.__class__ = _Tracked
 
 
-_ORIG_PARAMETER_NEW = nn.Parameter.__dict__["__new__"]
-
-
 def _parameter_new(cls: type, data: Any = None, requires_grad: bool = True) -> Any:
     """``nn.Parameter(root or tracked)`` makes a plain Parameter of it, as it does for plain
     tensors (torch's own __new__ would keep a tensor subclass's type)."""
@@ -437,8 +431,7 @@ def _parameter_new(cls: type, data: Any = None, requires_grad: bool = True) -> A
 
 
 _FOLLOWED = (_MetaParameter, _Tracked)
-
-
+_ORIG_PARAMETER_NEW = nn.Parameter.__dict__["__new__"]
 _WRAPPERS: dict[tuple[str, int], tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
@@ -492,6 +485,7 @@ def _construct_on_meta(construct: Callable[[], nn.Module]) -> tuple[nn.Module, _
                     setattr(owner, name, inner)
             _ACTIVE = None
             rec.restore_classes()
+            rec.empties.clear()  # (their memory is released now)
     if not isinstance(model, nn.Module):
         raise TypeError(f"construct() returned {type(model).__name__}, not an nn.Module")
     return model, rec

@@ -17,7 +17,6 @@ meta-device build for plugins' stage layouts (:mod:`zoo_core.layout._layout`).
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 import types
 import weakref
@@ -43,7 +42,6 @@ from zoo_core.layout._meta_ops import (
     _iter_tensors,
 )
 
-logger = logging.getLogger(__name__)
 
 class _FastPathUnsupported(Exception):
     """Internal: the fast path cannot build this model faithfully; use the normal path."""
@@ -329,9 +327,7 @@ _get_ident = threading.get_ident
 
 def _active_recorder() -> _Recorder | None:
     rec = _ACTIVE  # (the wrappers below inline this: they run for every parameter)
-    if rec is not None and rec.owner == _get_ident():
-        return rec
-    return None
+    return rec if rec is not None and rec.owner == _get_ident() else None
 
 
 def _patched_register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
@@ -341,8 +337,12 @@ def _patched_register_parameter(module: nn.Module, name: str, param: nn.Paramete
     rec = _ACTIVE
     if rec is None or rec.owner != _get_ident():  # other threads meanwhile are left alone
         return
+    p = module._parameters[name]
+    if type(p) is nn.Parameter and not p.is_meta:  # the usual case: nothing to dispatch
+        module._parameters[name] = rec.to_meta(p)
+        return
     with torch._C.DisableTorchFunction():  # our own bookkeeping ops: not the model's
-        module._parameters[name] = rec.to_meta(module._parameters[name])
+        module._parameters[name] = rec.to_meta(p)
 
 
 def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -354,9 +354,10 @@ def _make_init_wrapper(inner: Callable[..., Any], orig: Callable[..., Any]) -> C
         if rec is None or rec.owner != _get_ident():
             return inner(*args, **kwargs)
         t = args[0] if args else kwargs.get("tensor")
-        root = rec.root_id(t)
+        i = id(t)
+        root = i if i in rec.roots else rec.alias.get(i)  # (rec.root_id, inlined)
         if root is not None:  # what intercept_init does, without looking it up again
-            rec.record(root, orig, args, kwargs)
+            rec.ops[root].append((orig, args, dict(kwargs)))  # (rec.record, inlined)
             return t
         if not rec.derived_roots(t):
             return inner(*args, **kwargs)
@@ -370,10 +371,12 @@ def _make_empty_wrapper(inner: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(inner)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = inner(*args, **kwargs)
         rec = _ACTIVE
-        if rec is None or rec.owner != _get_ident():
-            return inner(*args, **kwargs)
-        return rec.empty(inner, args, kwargs)
+        if rec is not None and rec.owner == _get_ident() and out.is_cpu and out.numel():
+            rec.empty_ptrs.add(out.data_ptr())  # (what rec.empty does, inlined)
+            rec.empties.append(out)
+        return out
 
     return wrapper
 
@@ -384,10 +387,12 @@ _NO_SUBCLASS_TF = torch._C.DisableTorchFunctionSubclass
 
 def _tracked_torch_function(cls, func, types, args=(), kwargs=None):  # noqa: ANN001
     """``__torch_function__`` of the roots and of what is derived from them."""
+    fid = id(func)
     with _NO_SUBCLASS_TF():  # what runs here (the op itself, our bookkeeping) stays plain
-        fid = id(func)
+        if fid in _PASSTHROUGH:
+            return func(*args, **kwargs) if kwargs else func(*args)
         rec = _active_recorder()
-        if rec is None or fid in _PASSTHROUGH:
+        if rec is None:
             return func(*args, **kwargs) if kwargs else func(*args)
         if (id(getattr(func, "__self__", None)) in _PASSTHROUGH_PROPS
                 and getattr(func, "__name__", "") == "__get__"):

@@ -14,8 +14,8 @@ import torch
 
 # Public ``torch.nn.init`` functions that fill a tensor in place. The ones that are not
 # torch-function overridable (trunc_normal_, xavier_*, kaiming_normal_, zeros_, ...) and
-# those that return early on meta tensors never show their ops to a TorchFunctionMode, so
-# they are wrapped (module attribute) for the duration of a fast build.
+# those that return early on meta tensors never show their ops to ``__torch_function__``,
+# so they are wrapped (module attribute) for the duration of a fast build.
 _NN_INIT_FUNCS = (
     "uniform_",
     "normal_",

@@ -224,3 +224,7 @@ def _assert_patches_restored() -> None:
         assert getattr(nn.init, name) is orig
     assert not torch._C._is_torch_function_mode_enabled()
     assert _meta_build._ACTIVE is None
+    assert nn.Parameter.__dict__["__new__"] is _meta_build._ORIG_PARAMETER_NEW
+    assert "new_empty" not in torch.Tensor.__dict__  # (inherited from TensorBase)
+    for name in ("empty", "empty_like", "empty_strided"):
+        assert type(getattr(torch, name)).__name__ == "builtin_function_or_method", name

@@ -9,10 +9,10 @@ Fast path (``fast=True``, the default)
 1. ``construct()`` runs with ``nn.Module.register_parameter`` patched so that every
    parameter is moved to the ``meta`` device as soon as it is registered (buffers stay
    real, so non-persistent buffers such as swin's ``relative_position_index`` are computed
-   as usual), while a :class:`torch.overrides.TorchFunctionMode` (plus thin wrappers around
-   the public ``torch.nn.init`` functions) skips the data-only initialisation ops on those
-   meta parameters and RECORDS them per parameter (``.data``/``.detach()`` aliases are
-   followed).
+   as usual), while the meta parameters' ``__torch_function__`` (they are a tensor subclass
+   while construction runs, plain ``nn.Parameter`` after; plus thin wrappers around the
+   public ``torch.nn.init`` functions) skips the data-only initialisation ops on them and
+   RECORDS them per parameter (``.data``/``.detach()`` aliases and views are followed).
 2. The file is read with every tensor in its own storage, 64-byte aligned
    (:mod:`zoo_core.build._aligned_read`: one allocation per tensor and a few ``preadv``
    calls, on a background thread while step 1 runs), where torch's allocator puts it:

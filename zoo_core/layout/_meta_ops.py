@@ -14,8 +14,8 @@ import torch
 
 # Public ``torch.nn.init`` functions that fill a tensor in place. The ones that are not
 # torch-function overridable (trunc_normal_, xavier_*, kaiming_normal_, zeros_, ...) and
-# those that return early on meta tensors never show their ops to a TorchFunctionMode, so
-# they are wrapped (module attribute) for the duration of a fast build.
+# those that return early on meta tensors never show their ops to ``__torch_function__``,
+# so they are wrapped (module attribute) for the duration of a fast build.
 _NN_INIT_FUNCS = (
     "uniform_",
     "normal_",
@@ -93,6 +93,36 @@ _FULL_OVERWRITE = frozenset(
 )
 _EMPTY_FACTORIES = frozenset({"empty", "empty_like", "new_empty", "empty_strided"})
 _ALIAS_OPS = frozenset({"detach"})
+
+# The factories of uninitialised memory, wrapped (module/class attribute) for a fast build.
+# A parameter made from memory that none of them handed out (a factory bound by name
+# before the build, torch.Tensor(n)) counts as created from real values: a head replay
+# then starts from that memory, as the normal path's init does.
+_EMPTY_SITES = ((torch, "empty"), (torch, "empty_like"), (torch, "empty_strided"),
+                (torch.Tensor, "new_empty"))
+
+# Calls that only read metadata and return no tensor: nothing to record, skip, alias or
+# taint (``is_meta`` and ``.data`` are NOT here: dispatch watches them).
+_PASSTHROUGH = frozenset(
+    id(f) for f in (
+        torch.Tensor.dim,
+        torch.Tensor.size,
+        torch.Tensor.numel,
+        torch.Tensor.stride,
+        torch.Tensor.is_contiguous,
+        torch.Tensor.is_floating_point,
+        torch.Tensor.is_complex,
+        torch.Tensor.__hash__,
+        torch.Tensor.__repr__,
+    )
+)
+# Property reads arrive as ``<descriptor>.__get__`` (a new bound wrapper each time): keyed
+# by the descriptor.
+_PASSTHROUGH_PROPS = frozenset(
+    id(getattr(torch.Tensor, name))
+    for name in ("shape", "ndim", "dtype", "device", "grad_fn", "requires_grad", "is_leaf",
+                 "grad", "layout")
+)
 
 
 def _assign_value(target: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

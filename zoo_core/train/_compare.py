@@ -34,7 +34,7 @@ CELLS = (
     ("scarce + similar", "glyphs-heldout", 10, DEFAULT_EPOCHS),
     ("plenty + similar", "glyphs-heldout", 100, 10),
     ("plenty + dissimilar", "textures", 100, 10),
-    # 40 per class: on fewer images auto cannot rule out a real gain, and trains instead
+    # 40 per class: on 10 auto cannot always rule a real gain out, and then trains instead
     ("scarce, nothing to learn", "random-labels", 40, 10),
 )
 HIT_POINTS = 0.02  # auto hits when within this of the best strategy

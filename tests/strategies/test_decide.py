@@ -100,7 +100,7 @@ def test_a_refusal_needs_a_bound_that_rules_out_a_ten_point_gain():
     # identical images carry nothing, however few: refused without a bound
     blank = {**ev, "raw pixels": {**ev["raw pixels"], "constant": True}}
     d = _decide(0.297, 0.05, 0.24, 0.05, per_class=25, chance=0.25, evidence=blank)
-    assert d.strategy == "refuse" and "identical to the probes (constant pixels)" in d.reason
+    assert d.strategy == "refuse" and "every image is the same (constant pixels)" in d.reason
 
 
 @pytest.mark.parametrize("value", [0, 1, 1.5])

@@ -179,7 +179,7 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
     if not learnable:
         # a linear probe on a few hundred images cannot tell a weak signal from none: where
         # images can be held out, a pilot looks for it before auto refuses (module doc)
-        ruled_out = ("; the images are identical to the probes (constant pixels)" if blank
+        ruled_out = ("; every image is the same (constant pixels)" if blank
                      else "" if bound is None else
                      f"; the pretrained probe's upper bound ({1 - t.refuse_bound_p:.0%}, "
                      f"one-sided) {bound:.3f} rules out a gain of {t.refuse_gain:.2f} over "

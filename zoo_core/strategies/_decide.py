@@ -161,22 +161,8 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
     blank = bool(evidence and (evidence.get("raw pixels") or {}).get("constant"))
     bound = (_upper_bound(evidence, chance, t) if evidence and not learnable and not blank
              else None)
-    if bound is not None and bound >= chance + t.refuse_gain:
-        # nothing significant, but too few images to rule out a real gain: no evidence for
-        # a refusal, so auto trains (module doc)
-        undecided = (f"{nothing}; but on {int(evidence['pretrained']['n'])} images the "
-                     f"pretrained probe's upper bound ({1 - t.refuse_bound_p:.0%}, one-sided) "
-                     f"is {bound:.3f}, so a gain of {t.refuse_gain:.2f} over chance "
-                     f"{chance:.3f} cannot be ruled out and a refusal would rest on no "
-                     "evidence")
-        if size == "plenty":
-            return Decision("finetune", f"{cell}, undecided: {undecided}; {figures}, "
-                            f"{size_txt}: pilot finetune against scratch", cell, table,
-                            table != "finetune", pilot=("finetune", "scratch"))
-        return Decision("finetune", f"{cell}, undecided: {undecided}; {figures}, {size_txt}: "
-                        "fine-tune the whole network from the pretrained init", cell, table,
-                        table != "finetune")
-    if not learnable:
+    undecided = bound is not None and bound >= chance + t.refuse_gain
+    if not learnable and not undecided:
         # a linear probe on a few hundred images cannot tell a weak signal from none: where
         # images can be held out, a pilot looks for it before auto refuses (module doc)
         ruled_out = ("; every image is the same (constant pixels)" if blank
@@ -195,16 +181,23 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
             "significantly. Check the labels, collect more data, or choose a strategy "
             "explicitly (--strategy finetune|partial:K|first:K|scratch, or --force)",
             cell, table, table != "refuse", pilot=candidates)
-    if hard:
+    if hard or undecided:
+        # something weak is learnt, or too few images to rule a real gain out (a refusal
+        # would rest on no evidence): auto trains (module doc)
+        why = (f"undecided: {nothing}; but on {int(evidence['pretrained']['n'])} images the "
+               f"pretrained probe's upper bound ({1 - t.refuse_bound_p:.0%}, one-sided) is "
+               f"{bound:.3f}, so a gain of {t.refuse_gain:.2f} over chance {chance:.3f} "
+               "cannot be ruled out and a refusal would rest on no evidence"
+               if undecided and evidence else
+               f"hard: something is learnt ({test_txt}) but every probe stays within "
+               f"{t.learnable_margin:.2f} of chance")
         if size == "plenty":
-            return Decision("finetune", f"{cell}, hard: something is learnt ({test_txt}) but "
-                            f"every probe stays within {t.learnable_margin:.2f} of chance; "
-                            f"{figures}, {size_txt}: pilot finetune against scratch",
-                            cell, table, table != "finetune", pilot=("finetune", "scratch"))
-        return Decision("finetune", f"{cell}, hard: something is learnt ({test_txt}) but every "
-                        f"probe stays within {t.learnable_margin:.2f} of chance; {figures}, "
-                        f"{size_txt}: fine-tune the whole network from the pretrained init",
-                        cell, table, table != "finetune")
+            return Decision("finetune", f"{cell}, {why}; {figures}, {size_txt}: pilot "
+                            "finetune against scratch", cell, table, table != "finetune",
+                            pilot=("finetune", "scratch"))
+        return Decision("finetune", f"{cell}, {why}; {figures}, {size_txt}: fine-tune the "
+                        "whole network from the pretrained init", cell, table,
+                        table != "finetune")
     if size == "scarce" and similar:
         return Decision("linear_probe", f"{cell}: {figures}, {size_txt}: the pretrained "
                         "features supply what random ones lack; keep them frozen and train "

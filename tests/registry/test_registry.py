@@ -162,6 +162,28 @@ def test_family_name_list_is_cached_by_version(tmp_path, monkeypatch):
     assert calls == ["1", "2"]
 
 
+def test_name_lookup_is_memoised_and_sees_a_later_registration():
+    """Every build resolves its name: a plugin's name table is built once, not per lookup
+    (timm's 1,200 names), and a spec registered afterwards is still found."""
+    def spec(name: str) -> zoo_core.BackboneSpec:
+        return zoo_core.BackboneSpec(name=name, builder=lambda num_classes: None, head="head",
+                                     stages=("stem",))
+
+    class Plugin:
+        @zoo_core.hookimpl
+        def register_backbones(self, register):
+            register(spec("firstnet"))
+
+    reg = Registry(autoload=False, plugins=[("memo", Plugin())])
+    plugin = reg._plugins["memo"]
+    assert reg.providers("firstnet") == ["memo"]
+    assert reg._names_of(plugin) is reg._names_of(plugin)  # memoised
+    assert reg.providers("laternet") == []
+    reg._register(plugin, spec("laternet"))
+    assert reg.providers("laternet") == ["memo"]
+    assert reg.resolve("laternet").spec.name == "laternet"
+
+
 # -- registry.toml ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(

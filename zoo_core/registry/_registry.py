@@ -22,7 +22,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from zoo_core._specs import BackboneFamily, BackboneSpec, PluginInfo
@@ -37,6 +37,7 @@ from zoo_core.errors import (
 from zoo_core.registry._catalog import Catalog, apply_pins, block_reason, load_catalog
 from zoo_core.registry._messages import duplicate_message, shadowed_message, unknown_message
 from zoo_core.registry._name_cache import cached_family_list
+from zoo_core.registry._plugin import _Plugin
 from zoo_core.registry._plugin_health import heavy_import_message, heavy_loaded, unmarked_hooks
 
 __all__ = ["ListedModel", "Registry", "get_model_info", "get_registry", "list_models",
@@ -58,27 +59,6 @@ def _env_flag(name: str) -> bool:
 
 def _env_list(name: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in os.environ.get(name, "").split(",") if p.strip())
-
-
-@dataclass
-class _Plugin:
-    name: str
-    distribution: str
-    version: str
-    status: str = "ok"
-    error: str | None = None
-    specs: dict[str, BackboneSpec] = field(default_factory=dict)
-    families: list[BackboneFamily] = field(default_factory=list)
-    # filled lazily from the on-disk name cache: model name -> (family, pretrained tags)
-    family_names: dict[str, tuple[BackboneFamily, tuple[str, ...]]] | None = None
-    warnings: list[str] = field(default_factory=list)  # see _plugin_health
-    heavy_imports: tuple[str, ...] | None = None  # torch... it imported (None: unknown)
-
-    def info(self, num_models: int) -> PluginInfo:
-        error = self.error or ("warning: " + "; ".join(self.warnings) if self.warnings else None)
-        return PluginInfo(self.name, self.distribution, self.version, self.status,
-                          error, num_models,
-                          tuple(f"{f.name} {f.version}" for f in self.families))
 
 
 @dataclass(frozen=True)
@@ -256,13 +236,20 @@ class Registry:
         """Every model name of one plugin, with its weights tags (pins included)."""
         if plugin.status != "ok":
             return {}
-        out = {name: tags for name, (_, tags) in self._family_names(plugin).items()}
+        family = self._family_names(plugin)
+        # every build resolves its name through here: timm's 1,200 names are not rebuilt
+        # each time (the key changes if specs were registered or the family list reloaded)
+        key = (id(family), len(plugin.specs))
+        if plugin.names_memo is not None and plugin.names_memo[0] == key:
+            return plugin.names_memo[1]
+        out = {name: tags for name, (_, tags) in family.items()}
         for name, spec in plugin.specs.items():
             out[name] = tuple(w.tag for w in spec.weights)
         for model, pins in self.catalog.weights.items():
             owner, _, base = model.rpartition("/")
             if base in out and owner in ("", plugin.name):
                 out[base] = tuple(dict.fromkeys((*out[base], *pins)))
+        plugin.names_memo = (key, out)
         return out
 
     # -- queries ---------------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""One loaded plugin's record in the registry: what it registered and how it fared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zoo_core._specs import BackboneFamily, BackboneSpec, PluginInfo
+
+__all__ = ["_Plugin"]
+
+
+@dataclass
+class _Plugin:
+    name: str
+    distribution: str
+    version: str
+    status: str = "ok"
+    error: str | None = None
+    specs: dict[str, BackboneSpec] = field(default_factory=dict)
+    families: list[BackboneFamily] = field(default_factory=list)
+    # filled lazily from the on-disk name cache: model name -> (family, pretrained tags)
+    family_names: dict[str, tuple[BackboneFamily, tuple[str, ...]]] | None = None
+    warnings: list[str] = field(default_factory=list)  # see _plugin_health
+    heavy_imports: tuple[str, ...] | None = None  # torch... it imported (None: unknown)
+    names_memo: tuple[tuple, dict[str, tuple[str, ...]]] | None = None  # see _names_of
+
+    def info(self, num_models: int) -> PluginInfo:
+        error = self.error or ("warning: " + "; ".join(self.warnings) if self.warnings else None)
+        return PluginInfo(self.name, self.distribution, self.version, self.status,
+                          error, num_models,
+                          tuple(f"{f.name} {f.version}" for f in self.families))

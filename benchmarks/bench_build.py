@@ -11,7 +11,11 @@ num_classes=10 from that file:
 
 * floor:  ``safetensors.torch.load_file(file)`` (maps the file) and reading every weight once
   (``t.sum()`` over each tensor): what any loader pays to have the weights in memory, with
-  no model built. "vs floor" is ours / floor (target for resnet50: <= 2x).
+  no model built. "vs floor" is ours / floor from their separate processes; "paired" is
+  the median of ours_i / floor_i over 2 x --reps + 1 pairs taken alternately in ONE process
+  (build, floor, build, floor, ...): on a shared host the floor itself moves by 1.7x
+  between processes a minute apart, and a pair taken at the same moment cancels that drift
+  (target for resnet50: <= 2x, paired).
 
 Time ("ms"): in-process wall time after imports, one fresh process per (arch, side), one
 untimed warm-up build then the median of --reps builds. Peak RSS: a fresh process per
@@ -171,6 +175,9 @@ def worker(args: argparse.Namespace) -> None:
         print(json.dumps({"maxrss_kib": _peak_rss_kib()}))
         return
     case = next(c for c in CASES if c.name == args.case)
+    if args.side == "paired":
+        print(json.dumps({"ratios": _paired(case, args.file, args.reps)}))
+        return
     build = {"ours": build_ours, "theirs": build_theirs, "floor": touch_floor}[args.side]
     _imports(args.side)
     times = []
@@ -185,6 +192,23 @@ def worker(args: argparse.Namespace) -> None:
         if args.rss or i > 0:
             times.append(elapsed)
     print(json.dumps({"times": times, "maxrss_kib": _peak_rss_kib()}))
+
+
+def _paired(case: Case, file: str, reps: int) -> list[float]:
+    """ours / floor for ``reps`` pairs, alternating in this one process (module doc)."""
+    _imports("ours")
+    ratios = []
+    for i in range(reps + 1):  # first pair: warm-up, untimed
+        pair = []
+        for fn in (build_ours, touch_floor):
+            gc.collect()
+            start = time.perf_counter()
+            out = fn(case, file)
+            pair.append(time.perf_counter() - start)
+            del out
+        if i > 0:
+            ratios.append(pair[0] / pair[1])
+    return ratios
 
 
 def _run_worker(*extra: str) -> dict:
@@ -233,6 +257,9 @@ def main() -> None:
                 if side != "floor":
                     rss = _run_worker(*common, "--reps", "1", "--rss")["maxrss_kib"]
                     row[side + "_rss"] = rss
+            row["paired"] = statistics.median(_run_worker(
+                "--side", "paired", "--case", case.name, "--file", file,
+                "--reps", str(2 * reps + 1))["ratios"])
             row["verify"] = _run_worker("--side", "verify", "--file", file)
             rows.append(row)
             print(
@@ -245,7 +272,7 @@ def main() -> None:
     mib = 1024.0
     header = (
         f"{'arch':<24} {'ours ms':>9} {'theirs ms':>10} {'speedup':>8} {'floor ms':>9} "
-        f"{'vs floor':>9} {'RSS ours':>9} {'theirs':>7} {'base':>6}  (MiB)"
+        f"{'vs floor':>9} {'paired':>7} {'RSS ours':>9} {'theirs':>7} {'base':>6}  (MiB)"
     )
     print(f"median of {reps} in-process builds after imports; peak RSS of a 1-build process")
     print(header)
@@ -254,6 +281,7 @@ def main() -> None:
         print(
             f"{r['case'].name:<24} {r['ours']:>9.1f} {r['theirs']:>10.1f} "
             f"{r['theirs'] / r['ours']:>7.1f}x {r['floor']:>9.1f} {r['ours'] / r['floor']:>8.1f}x "
+            f"{r['paired']:>6.2f}x "
             f"{r['ours_rss'] / mib:>9.0f} {r['theirs_rss'] / mib:>7.0f} {base / mib:>6.0f}"
         )
     timm_rows = [r for r in rows if not r["case"].is_tv]
@@ -269,8 +297,9 @@ def main() -> None:
     by_name = {r["case"].name: r for r in rows}
     if "resnet50" in by_name:
         r = by_name["resnet50"]
-        print(f"resnet50: {r['ours']:.1f} ms = {r['ours'] / r['floor']:.1f}x the floor of "
-              f"{r['floor']:.1f} ms (target <= 2x)")
+        print(f"resnet50: {r['paired']:.2f}x the floor, paired in one process (target <= 2x); "
+              f"from separate processes {r['ours']:.1f} ms = {r['ours'] / r['floor']:.1f}x "
+              f"the floor of {r['floor']:.1f} ms")
     print("\ncache verification per build (ms; a hit is what a cached download costs)")
     head = f"{'arch':<24} {'MiB':>6} {'hit':>7} {'memo':>7} {'rehash':>8} {'ours ms':>9}"
     print(head)

@@ -57,3 +57,36 @@ def test_compare_runs_the_strategies_asked_for_and_auto_s_choice(capsys):
     assert rows[0]["auto"] in {*accs, "refused"}  # auto's pick is trained when not listed
     out = capsys.readouterr().out
     assert "first:1" in out and "stage:0" in out
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "finetune"])
+def test_accuracy_on_reproduces_the_runs_own_validation(digits, strategy):
+    """The benchmark's test split is scored by ``accuracy_on``: on the run's validation
+    images it must give exactly the run's own final validation accuracy (same transform,
+    same weights; linear_probe's run evaluates cached features, this the whole model)."""
+    from zoo_core.data._data import scan_image_folder
+    from zoo_core.train import finetune
+    from zoo_core.train._compare import accuracy_on
+
+    folder = scan_image_folder(digits, seed=0, warn=False)
+    model, res = finetune("zoonet_s", folder, strategy=strategy, epochs=2, seed=0,
+                          progress=False, verbose=False)
+    assert accuracy_on(model, folder.val) == pytest.approx(res.final_val_acc, abs=1e-9)
+
+
+def test_run_cell_scores_every_strategy_on_a_disjoint_test_split():
+    from zoo_core.data._data import scan_image_folder
+    from zoo_core.data._embedded import embedded_task
+    from zoo_core.train._compare import _split_test, run_cell
+
+    row = run_cell("zoonet_s", "digits5-9", 4, epochs=1, seed=0, with_auto=False,
+                   strategies=("linear_probe", "partial:1"), val_per_class=3,
+                   test_per_class=6)
+    assert (row["num_val"], row["num_test"]) == (5 * 3, 5 * 6)
+    assert set(row["accuracy"]) == set(row["val_accuracy"]) == {"linear_probe", "partial:1"}
+    assert all(0.0 <= a <= 1.0 for a in row["accuracy"].values())
+    folder = scan_image_folder(embedded_task("digits5-9", 4, seed=0, val_per_class=9),
+                               seed=0, warn=False)
+    kept, test = _split_test(folder, 3)
+    assert not {p for p, _ in kept.val} & {p for p, _ in test}
+    assert sorted(kept.val + test) == sorted(folder.val) and kept.train == folder.train

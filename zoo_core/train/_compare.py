@@ -49,22 +49,67 @@ def score_auto(choice: str, accs: dict[str, float], chance: float) -> bool:
     return accs[choice] >= best - HIT_POINTS
 
 
+def _split_test(folder: Any, val_per_class: int) -> tuple[Any, tuple]:
+    """The first ``val_per_class`` validation images of each class stay validation; the
+    rest become a test split that no training run evaluates on."""
+    import dataclasses
+
+    seen: dict[int, int] = {}
+    val, test = [], []
+    for path, label in folder.val:
+        seen[label] = seen.get(label, 0) + 1
+        (val if seen[label] <= val_per_class else test).append((path, label))
+    return dataclasses.replace(folder, val=tuple(val)), tuple(test)
+
+
+def accuracy_on(model: Any, samples: Sequence[tuple[str, int]]) -> float:
+    """Top-1 accuracy of ``model`` (eval mode, its own eval transform) on ``samples``."""
+    import torch
+
+    from zoo_core.data._data import ImageDataset, collate_skip, make_transforms
+
+    _, eval_tf = make_transforms(model)
+    loader = torch.utils.data.DataLoader(ImageDataset(samples, eval_tf), batch_size=256,
+                                         collate_fn=collate_skip)
+    was, correct, seen = model.training, 0, 0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                if batch.x is not None:
+                    correct += int((model(batch.x).argmax(1) == batch.y).sum())
+                    seen += len(batch.y)
+    finally:
+        model.train(was)
+    return correct / seen if seen else float("nan")
+
+
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
              strategies: Sequence[str] = STRATEGIES, progress: bool = False,
              val_per_class: int = 40, with_auto: bool = True,
-             root: Any = None) -> dict[str, Any]:
+             root: Any = None, test_per_class: int = 0) -> dict[str, Any]:
     """Every strategy and ``auto`` on one embedded task (or the ImageFolder ``root``, named
     ``task``); returns the row dict (``with_auto=False``: the strategies alone, ``auto`` is
-    ``None``)."""
+    ``None``).
+
+    ``test_per_class``: the task (or ``root``, written with ``val_per_class +
+    test_per_class`` validation images per class) keeps ``val_per_class`` for the runs'
+    per-epoch validation, and every strategy's final model is scored on the other
+    ``test_per_class`` ("accuracy"; the validation figures move to "val_accuracy"): a
+    larger held-out split without a larger per-epoch cost."""
     from tqdm import tqdm
 
     from zoo_core.data._data import scan_image_folder
     from zoo_core.data._embedded import embedded_task
 
     if root is None:
-        root = embedded_task(task, per_class, seed=seed, val_per_class=val_per_class)
+        root = embedded_task(task, per_class, seed=seed,
+                             val_per_class=val_per_class + test_per_class)
     folder = scan_image_folder(root, seed=seed, warn=False)
-    accs, seconds = {}, {}
+    test: tuple = ()
+    if test_per_class:
+        folder, test = _split_test(folder, val_per_class)
+    accs, seconds, tests = {}, {}, {}
     # a bar over the strategies, labelled with the one training now (terminals only: the
     # epoch bar below it says "partial:1 epoch 3/30"; CI logs get the cell's table)
     bar = tqdm(strategies, desc=task, unit="strategy", leave=False, file=sys.stderr,
@@ -74,17 +119,23 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
     for s in bar:
         bar.set_description(f"{task} ({per_class or 'all'}/class): {s}")
         started = time.perf_counter()
-        _, res = finetune(model, folder, strategy=s, epochs=epochs, seed=seed,
-                          progress=progress, verbose=False)
+        net, res = finetune(model, folder, strategy=s, epochs=epochs, seed=seed,
+                            progress=progress, verbose=False)
         accs[s], seconds[s] = res.final_val_acc, time.perf_counter() - started
+        if test:
+            tests[s] = accuracy_on(net, test)
+        del net
         if plain:
             print(f"{where}: {s} val acc {accs[s]:.3f} in {seconds[s]:.1f} s", file=sys.stderr,
                   flush=True)
     bar.close()
     if not with_auto:
-        return {"task": task, "per_class": per_class, "num_train": len(folder.train),
-                "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
-                "auto": None}
+        row = {"task": task, "per_class": per_class, "num_train": len(folder.train),
+               "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
+               "auto": None}
+        if test:
+            row.update(accuracy=tests, val_accuracy=accs, num_test=len(test))
+        return row
     started = time.perf_counter()
     if plain:
         print(f"{where}: auto measuring and deciding...", file=sys.stderr, flush=True)
@@ -99,15 +150,21 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
     auto_seconds = time.perf_counter() - started
     if choice != "refused" and choice not in accs:  # a strategy the caller left out
         started = time.perf_counter()
-        _, res = finetune(model, folder, strategy=choice, epochs=epochs, seed=seed,
-                          progress=progress, verbose=False)
+        net, res = finetune(model, folder, strategy=choice, epochs=epochs, seed=seed,
+                            progress=progress, verbose=False)
         accs[choice], seconds[choice] = res.final_val_acc, time.perf_counter() - started
+        if test:
+            tests[choice] = accuracy_on(net, test)
+        del net
     chance = figures.get("chance", 1.0 / folder.num_classes)
-    return {"task": task, "per_class": per_class, "num_train": len(folder.train),
-            "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
-            "auto": choice, "auto_seconds": auto_seconds, "chance": chance,
-            "cell": (figures.get("decision") or {}).get("cell", ""),
-            "hit": score_auto(choice, accs, chance), "figures": figures}
+    row = {"task": task, "per_class": per_class, "num_train": len(folder.train),
+           "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
+           "auto": choice, "auto_seconds": auto_seconds, "chance": chance,
+           "cell": (figures.get("decision") or {}).get("cell", ""), "figures": figures}
+    if test:
+        row.update(accuracy=tests, val_accuracy=accs, num_test=len(test))
+    row["hit"] = score_auto(choice, row["accuracy"], chance)
+    return row
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:

@@ -93,8 +93,9 @@ def saturated(row: dict) -> bool:
 
 def hindsight(rows: list[dict], strategies: tuple[str, ...]) -> tuple[int, float]:
     """A ceiling for any rule that decides per task: per (task, images per class), the one
-    strategy of ``strategies`` best on average over the seeds, *chosen on the validation
-    results themselves*; its hits and mean points lost on the non-saturated ``rows``."""
+    strategy of ``strategies`` best on average over the seeds, *chosen on the scored results
+    themselves* (validation, or the test split); its hits and mean points lost on the
+    non-saturated ``rows``."""
     from zoo_core.train._compare import score_auto
 
     by: dict[tuple, list[dict]] = {}
@@ -174,7 +175,7 @@ def print_rows(rows: list[dict], title: str) -> None:
           "own run)")
     (th, tl), (ah, al) = s["hindsight_table"], s["hindsight_all"]
     print(f"ceiling for a per-task rule: the strategy best on average over the seeds, chosen "
-          f"in hindsight on these validation results, hits {th}/{s['task_seeds']} "
+          f"in hindsight on the scored results themselves, hits {th}/{s['task_seeds']} "
           f"({tl:.2f} points lost; {ah}/{s['task_seeds']}, {al:.2f} with first:1)")
 
 

@@ -7,6 +7,7 @@
     python benchmarks/bench_auto.py --replay out.json     # re-score a saved run's measurements
                                                           # with the current [auto] thresholds
     python benchmarks/bench_auto.py --test-per-class 120  # score on a larger test split
+    python benchmarks/bench_auto.py --replay out.json --scored-on val  # ... or on validation
 
 Tasks are embedded (``zoo_core.data._embedded``): scikit-learn digits, glyph classes held out of
 the zoonet pretraining, procedural textures, band-passed noise, and random labels; scarce
@@ -247,13 +248,23 @@ def main() -> int:
                     f"validates on (the runs still validate on {VAL_PER_CLASS} per class)")
     ap.add_argument("--replay", type=Path, default=None,
                     help="re-score a saved --json run with the current thresholds")
+    ap.add_argument("--scored-on", choices=("test", "val"), default="test",
+                    help="with --replay of a --test-per-class run: score on the test split "
+                    f"(default) or on the runs' own {VAL_PER_CLASS} validation images")
     args = ap.parse_args()
 
     if args.replay:
         saved = json.loads(args.replay.read_text())
         for part in ("tuning", "heldout", "fresh"):
-            if saved.get(part):
-                print_rows(replay(saved[part]), f"{part} (replayed with current thresholds)")
+            rows = saved.get(part) or []
+            if args.scored_on == "val" and rows:
+                if not all("val_accuracy" in r for r in rows):
+                    ap.error(f"{args.replay}: part {part!r} has no test split (run without "
+                             "--test-per-class): its accuracies are validation ones already")
+                rows = [{**r, "accuracy": r["val_accuracy"]} for r in rows]
+            if rows:
+                on = (" on the runs' validation images" if args.scored_on == "val" else "")
+                print_rows(replay(rows), f"{part} (replayed with current thresholds{on})")
         return 0
 
     import torch

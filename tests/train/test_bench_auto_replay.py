@@ -63,3 +63,31 @@ def test_replay_reads_a_saved_pilot_in_any_order():
     # saved run piloted finetune against scratch (1.000 vs 0.926)
     (out,) = bench.replay([_row("digits5-9", None, 0)])
     assert (out["auto"], out["cell"], out["note"]) == ("finetune", "plenty + dissimilar", "")
+
+
+def test_replay_scores_a_test_split_run_on_either_split(tmp_path):
+    """A --test-per-class run keeps both figures: --replay scores the 120-image test split
+    by default and the runs' own validation images with --scored-on val; a run without a
+    test split is refused with --scored-on val instead of scoring one split twice."""
+    import subprocess
+
+    saved = BENCH / "results" / "bench_auto_test120_fresh.json"
+    rows = json.loads(saved.read_text())["fresh"]
+    assert all(set(r["accuracy"]) == set(r["val_accuracy"]) for r in rows)
+    assert any(r["accuracy"] != r["val_accuracy"] for r in rows)
+
+    def replay(*extra):
+        return subprocess.run([sys.executable, str(BENCH / "bench_auto.py"), "--replay",
+                               *extra], capture_output=True, text=True, timeout=300)
+
+    test, val = replay(str(saved)), replay(str(saved), "--scored-on", "val")
+    assert test.returncode == val.returncode == 0, test.stderr + val.stderr
+    bench = _bench()
+    for out, key in ((test.stdout, "accuracy"), (val.stdout, "val_accuracy")):
+        scored = bench.replay([{**r, "accuracy": r[key]} for r in rows])
+        hits = bench.summarise(scored)["hits"]
+        assert f"auto hits {hits}/" in out
+    assert "validation images" in val.stdout and "validation images" not in test.stdout
+    old = replay(str(BENCH / "results" / "bench_auto_issue21c_fresh.json"), "--scored-on",
+                 "val")
+    assert old.returncode == 2 and "has no test split" in old.stderr

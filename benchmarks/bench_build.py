@@ -33,7 +33,7 @@ stat key still matches, median of 20), "memo" an in-process repeat build of a pi
 (stat + memo lookup), "rehash" the full sha256 that a pinned file costs once per process
 and again after any write to it (ctime changes), next to "ours ms" of the first table.
 
-    python benchmarks/bench_build.py [--quick] [--reps 5] [--rounds 3]
+    python benchmarks/bench_build.py [--quick] [--reps 5] [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 archs, 2 reps (smoke test)")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None, help="processes per (arch, side)")
+    parser.add_argument("--json", default=None, help="also write every figure here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rss", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", help=argparse.SUPPRESS)
@@ -272,7 +273,7 @@ def main() -> None:
     for r in rows:
         print(
             f"{r['case'].name:<24} {r['ours']:>9.1f} {r['theirs']:>10.1f} "
-            f"{r['speedup']:>7.1f}x {r['floor']:>9.1f} {r['vs_floor']:>8.1f}x "
+            f"{r['speedup']:>7.2f}x {r['floor']:>9.1f} {r['vs_floor']:>8.2f}x "
             f"{r['ours_rss'] / mib:>9.0f} {r['theirs_rss'] / mib:>7.0f} {base / mib:>6.0f}"
         )
     timm_rows = [r for r in rows if not r["case"].is_tv]
@@ -288,16 +289,20 @@ def main() -> None:
     by_name = {r["case"].name: r for r in rows}
     if "resnet50" in by_name:
         r = by_name["resnet50"]
-        print(f"resnet50: {r['ours']:.1f} ms, {r['vs_floor']:.1f}x the floor of "
+        print(f"resnet50: {r['ours']:.1f} ms, {r['vs_floor']:.2f}x the floor of "
               f"{r['floor']:.1f} ms (target <= 2x)")
     if "efficientnet_b0" in by_name:
-        print(f"efficientnet_b0: {by_name['efficientnet_b0']['speedup']:.1f}x timm "
+        print(f"efficientnet_b0: {by_name['efficientnet_b0']['speedup']:.2f}x timm "
               "(target >= 1.5x)")
     print("per round (speedup vs timm | ours / floor):")
     for r in rows:
         print(f"  {r['case'].name:<22} "
-              + " ".join(f"{x['theirs'] / x['ours']:.1f}x" for x in r["rounds"]) + " | "
-              + " ".join(f"{x['ours'] / x['floor']:.1f}x" for x in r["rounds"]))
+              + " ".join(f"{x['theirs'] / x['ours']:.2f}x" for x in r["rounds"]) + " | "
+              + " ".join(f"{x['ours'] / x['floor']:.2f}x" for x in r["rounds"]))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"reps": reps, "rounds": rounds, "base_rss_kib": base,
+                       "rows": [{**r, "case": r["case"].name} for r in rows]}, fh, indent=1)
     print("\ncache verification per build (ms; a hit is what a cached download costs)")
     head = f"{'arch':<24} {'MiB':>6} {'hit':>7} {'memo':>7} {'rehash':>8} {'ours ms':>9}"
     print(head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from zoo_core._specs import BackboneFamily, BackboneSpec, PluginInfo
 
@@ -22,7 +23,8 @@ class _Plugin:
     family_names: dict[str, tuple[BackboneFamily, tuple[str, ...]]] | None = None
     warnings: list[str] = field(default_factory=list)  # see _plugin_health
     heavy_imports: tuple[str, ...] | None = None  # torch... it imported (None: unknown)
-    names_memo: tuple[tuple, dict[str, tuple[str, ...]]] | None = None  # see _names_of
+    # Registry._names_of's memo: (the family_names it was built from, len(specs), names)
+    names_memo: tuple[Any, int, dict[str, tuple[str, ...]]] | None = None
 
     def info(self, num_models: int) -> PluginInfo:
         error = self.error or ("warning: " + "; ".join(self.warnings) if self.warnings else None)

@@ -239,9 +239,9 @@ class Registry:
         family = self._family_names(plugin)
         # every build resolves its name through here: timm's 1,200 names are not rebuilt
         # each time (the key changes if specs were registered or the family list reloaded)
-        key = (id(family), len(plugin.specs))
-        if plugin.names_memo is not None and plugin.names_memo[0] == key:
-            return plugin.names_memo[1]
+        memo = plugin.names_memo
+        if memo is not None and memo[0] is family and memo[1] == len(plugin.specs):
+            return memo[2]
         out = {name: tags for name, (_, tags) in family.items()}
         for name, spec in plugin.specs.items():
             out[name] = tuple(w.tag for w in spec.weights)
@@ -249,7 +249,7 @@ class Registry:
             owner, _, base = model.rpartition("/")
             if base in out and owner in ("", plugin.name):
                 out[base] = tuple(dict.fromkeys((*out[base], *pins)))
-        plugin.names_memo = (key, out)
+        plugin.names_memo = (family, len(plugin.specs), out)
         return out
 
     # -- queries ---------------------------------------------------------------------

@@ -164,7 +164,7 @@ def test_family_name_list_is_cached_by_version(tmp_path, monkeypatch):
 
 def test_name_lookup_is_memoised_and_sees_a_later_registration():
     """Every build resolves its name: a plugin's name table is built once, not per lookup
-    (timm's 1,200 names), and a spec registered afterwards is still found."""
+    (timm's 1,371 names), and a spec registered afterwards is still found."""
     def spec(name: str) -> zoo_core.BackboneSpec:
         return zoo_core.BackboneSpec(name=name, builder=lambda num_classes: None, head="head",
                                      stages=("stem",))

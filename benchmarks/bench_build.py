@@ -16,14 +16,14 @@ num_classes=10 from that file:
 Rounds: each (arch, side) is measured in --rounds fresh processes, one round after the
 other: ours, theirs, floor, ours, theirs, floor, ... A round's ratio compares processes run
 seconds apart, and a figure is the median over the rounds. On a shared host one side alone
-moved by 1.7x between processes a minute apart (the floor, stop 19), and the same build
-took 47-94 ms within one process (efficientnet_b0, stop 20): a single process per side
-measured whichever phase the host was in. Processes stay separate, so one side's memory
-never shapes the other's allocations.
+moved by 1.7x between processes a minute apart (the floor, stop 19), and two runs of the
+one-process-per-side design eight minutes apart gave efficientnet_b0 1.7x then 1.2x timm
+(stop 20): a single process per side measured whichever phase the host was in. Processes
+stay separate, so one side's memory never shapes the other's allocations.
 
 Time ("ms"): in-process wall time after imports, per process one untimed warm-up build
-then the median of --reps builds; the median of that over the rounds. Peak RSS: a fresh process per
-(arch, side) doing the imports and ONE build, then ``getrusage(RUSAGE_SELF).ru_maxrss``;
+then the median of --reps builds; the median of that over the rounds. Peak RSS: a fresh
+process per (arch, side) doing the imports and ONE build, then ``getrusage(RUSAGE_SELF).ru_maxrss``;
 "base" is a process that only imports torch and timm. Both sides read the file from the
 page cache (it was just written).
 

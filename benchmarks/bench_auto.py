@@ -81,6 +81,17 @@ FRESH = (
     ("digits0-4-edges", 10, 30),
     ("photo-scale", 100, 10),
 )
+# Added at stop 21 and run before any rule of that stop changed (both earlier parts had been
+# seen by then): new task families, scored on a test split from their first run.
+FRESH2 = (
+    ("digits0-4-small", 10, 30),
+    ("digits0-4-occluded", 10, 30),
+    ("digits-on-photo", 20, 30),
+    ("photo-sharpness", 60, 30),
+    ("photo-stripes", 100, 10),
+    ("photo-swap", 100, 10),
+)
+PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1")
@@ -240,7 +251,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="zoonet_s")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--part", choices=("all", "tuning", "heldout", "fresh"), default="all")
+    ap.add_argument("--part", choices=("all", *PARTS), default="all")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     ap.add_argument("--test-per-class", type=int, default=0, metavar="N",
@@ -255,7 +266,7 @@ def main() -> int:
 
     if args.replay:
         saved = json.loads(args.replay.read_text())
-        for part in ("tuning", "heldout", "fresh"):
+        for part in PARTS:
             rows = saved.get(part) or []
             if args.scored_on == "val" and rows:
                 if not all("val_accuracy" in r for r in rows):
@@ -275,7 +286,7 @@ def main() -> int:
     from zoo_core.weights._weights import cache_dir
 
     torch.set_num_threads(args.threads)
-    parts = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH}
+    parts = dict(PARTS)
     if args.part != "all":
         parts = {args.part: parts[args.part]}
     started = time.perf_counter()

@@ -17,6 +17,9 @@ pretraining is white glyphs on black at 32 px; relative to it:
 - ``glyph-groups``: 5 classes, each the union of 4 *pretraining* glyph classes
   (output-level: known features, new groupings).
 
+The fresh parts (stops 19 and 21) add task families no rule was tuned or checked on when
+they were first run; their docstrings below say what each measures.
+
 Images are 64 px (the digits upscaled); the model's own transform resizes them.
 """
 
@@ -267,6 +270,119 @@ TASKS: dict[str, Callable[[int, int, int], Generated]] = {
     "digits0-4-noise": _digit_task(_noisy, (0, 1, 2, 3, 4)),
     "digits0-4-edges": _digit_task(_edges, (0, 1, 2, 3, 4)),
 }
+
+
+# -- the second fresh part (stop 21): written and run before any rule change of that stop --
+
+def _small(x: Any, rng: Any) -> Any:
+    """The digit shrunk to 24 px at a random place on a black 64 px canvas (scale and
+    position)."""
+    import numpy as np
+    from PIL import Image
+
+    side = 24
+    small = Image.fromarray(x).resize((side, side), Image.BILINEAR)
+    canvas = Image.new("RGB", (SIZE, SIZE))
+    cx, cy = (int(v) for v in rng.integers(0, SIZE - side, size=2))
+    canvas.paste(small, (cx, cy))
+    return np.asarray(canvas)
+
+
+def _occluded(x: Any, rng: Any) -> Any:
+    """A black bar over a random third of the digit, horizontal or vertical (missing
+    strokes)."""
+    x = x.copy()
+    w = SIZE // 3
+    at = int(rng.integers(0, SIZE - w))
+    if rng.random() < 0.5:
+        x[at:at + w] = 0
+    else:
+        x[:, at:at + w] = 0
+    return x
+
+
+def _digits_on_photo(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """Digits 0-4, their strokes in a random bright colour over a 64 px photo crop
+    (clutter behind a glyph)."""
+    import numpy as np
+
+    make = _digit_task(lambda x, rng: x, (0, 1, 2, 3, 4))
+    x_tr, y_tr, x_va, y_va, classes = make(per_class, val_per_class, seed)
+    photos = _photos()
+    out = []
+    for stream, xs in ((0, x_tr), (1, x_va)):
+        rng = np.random.default_rng([seed, 59, stream])
+        mixed = []
+        for x in xs:
+            ground = np.asarray(_crop(rng, photos), np.float32) * 0.6
+            a = x[..., :1].astype(np.float32) / 255.0
+            ink = rng.integers(160, 256, size=3).astype(np.float32)
+            mixed.append((a * ink + (1 - a) * ground).clip(0, 255).astype(np.uint8))
+        out.append(np.stack(mixed))
+    return out[0], y_tr, out[1], y_va, classes
+
+
+def _sharpness(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """3 classes: a photo crop left sharp, or blurred with radius 1 or 2.5 (how sharp,
+    not what)."""
+    import numpy as np
+    from PIL import ImageFilter
+
+    photos = _photos()
+    radii = (0.0, 1.0, 2.5)
+    out = []
+    for stream, n in ((0, per_class), (1, val_per_class)):
+        rng = np.random.default_rng([seed, 61, stream])
+        xs, ys = [], []
+        for k, radius in enumerate(radii):
+            for _ in range(n):
+                img = _crop(rng, photos)
+                if radius:
+                    img = img.filter(ImageFilter.GaussianBlur(radius))
+                xs.append(np.asarray(img))
+                ys.append(k)
+        out += [np.stack(xs), np.asarray(ys)]
+    return out[0], out[1], out[2], out[3], ("sharp", "blur1", "blur2.5")
+
+
+def _stripes_label(img: Any, k: int, rng: Any) -> Any:
+    """Faint stripes at 0/45/90/135 degrees (period 6-10 px, random phase) blended over the
+    crop (an orientation under clutter)."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    theta = np.pi * k / 4
+    period = float(rng.uniform(6, 10))
+    wave = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period
+                  + float(rng.uniform(0, 2 * np.pi)))
+    base = np.asarray(img, np.float32)
+    return Image.fromarray((base + 40.0 * wave[..., None]).clip(0, 255).astype(np.uint8))
+
+
+def _swap_label(img: Any, k: int, rng: Any) -> Any:
+    """Class 0: the crop as is; 1: its top and bottom halves swapped; 2: its left and right
+    halves swapped (a seam, not an object)."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.asarray(img)
+    h = SIZE // 2
+    if k == 1:
+        x = np.concatenate([x[h:], x[:h]], axis=0)
+    elif k == 2:
+        x = np.concatenate([x[:, h:], x[:, :h]], axis=1)
+    return Image.fromarray(np.ascontiguousarray(x))
+
+
+TASKS.update({
+    "digits0-4-small": _digit_task(_small, (0, 1, 2, 3, 4)),
+    "digits0-4-occluded": _digit_task(_occluded, (0, 1, 2, 3, 4)),
+    "digits-on-photo": _digits_on_photo,
+    "photo-sharpness": _sharpness,
+    "photo-stripes": _photo_task(_stripes_label, 4, ("d0", "d45", "d90", "d135")),
+    "photo-swap": _photo_task(_swap_label, 3, ("as-is", "top-bottom", "left-right")),
+})
 
 
 def write_task(name: str, per_class: int, *, seed: int, val_per_class: int,

@@ -91,7 +91,18 @@ FRESH2 = (
     ("photo-stripes", 100, 10),
     ("photo-swap", 100, 10),
 )
-PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2}
+# Added at stop 21 after fresh2 had run, with the rule it tests written down first (the
+# commit that added it): six more new families, run once with the rules as they were.
+FRESH3 = (
+    ("digits5-9-bold", 10, 30),
+    ("digits5-9-mirrored", 10, 30),
+    ("photo-noise-level", 60, 30),
+    ("photo-disk-size", 40, 30),
+    ("photo-same-different", 100, 10),
+    ("photo-colour-cast", 100, 10),
+)
+PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2,
+         "fresh3": FRESH3}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1")

@@ -385,6 +385,91 @@ TASKS.update({
 })
 
 
+# -- the third fresh part (stop 21): written, with the rules it tests, before it first ran --
+
+def _bold(x: Any, rng: Any) -> Any:
+    """Strokes thickened by a 5 px maximum filter (stroke width)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    return np.asarray(Image.fromarray(x).filter(ImageFilter.MaxFilter(5)))
+
+
+def _mirrored(x: Any, rng: Any) -> Any:
+    """Mirrored left to right (a geometry the pretraining glyphs never show)."""
+    import numpy as np
+
+    return np.ascontiguousarray(x[:, ::-1])
+
+
+def _noise_level(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """3 classes: a photo crop with Gaussian pixel noise of sigma 0, 12 or 30 (how noisy,
+    not what)."""
+    import numpy as np
+
+    photos = _photos()
+    sigmas = (0.0, 12.0, 30.0)
+    out = []
+    for stream, n in ((0, per_class), (1, val_per_class)):
+        rng = np.random.default_rng([seed, 67, stream])
+        xs, ys = [], []
+        for k, sigma in enumerate(sigmas):
+            for _ in range(n):
+                x = np.asarray(_crop(rng, photos), np.float32)
+                x = x + rng.normal(0, sigma, size=x.shape) if sigma else x
+                xs.append(x.clip(0, 255).astype(np.uint8))
+                ys.append(k)
+        out += [np.stack(xs), np.asarray(ys)]
+    return out[0], out[1], out[2], out[3], ("clean", "sigma12", "sigma30")
+
+
+def _disk_size_label(img: Any, k: int, rng: Any) -> Any:
+    """A disk of radius 4-6, 9-11 or 14-16 px in a random colour and place (how big)."""
+    from PIL import ImageDraw
+
+    r = int(rng.integers(4, 7)) + 5 * k
+    cx, cy = (int(v) for v in rng.integers(r + 1, SIZE - r - 1, size=2))
+    colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
+    ImageDraw.Draw(img).ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    return img
+
+
+def _same_label(img: Any, k: int, rng: Any) -> Any:
+    """Two shapes in the left and right halves: class 0 the same shape, class 1 two
+    different ones (a relation, not an object)."""
+    from PIL import Image
+
+    first = int(rng.integers(len(SHAPES)))
+    second = first if k == 0 else (first + int(rng.integers(1, len(SHAPES)))) % len(SHAPES)
+    out = img.copy()
+    for i, shape in enumerate((SHAPES[first], SHAPES[second])):
+        half = Image.new("RGB", (SIZE, SIZE))
+        half.paste(img.crop((32 * i, 0, 32 * i + 32, SIZE)).resize((SIZE, SIZE)))
+        half = _draw_shape(half, shape, rng).resize((32, SIZE))
+        out.paste(half, (32 * i, 0))
+    return out
+
+
+def _cast_label(img: Any, k: int, rng: Any) -> Any:
+    """Class k: channel k raised by 25-45 levels (a colour cast; no shape at all)."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.asarray(img, np.float32).copy()
+    x[..., k] += float(rng.uniform(25, 45))
+    return Image.fromarray(x.clip(0, 255).astype(np.uint8))
+
+
+TASKS.update({
+    "digits5-9-bold": _digit_task(_bold),
+    "digits5-9-mirrored": _digit_task(_mirrored),
+    "photo-noise-level": _noise_level,
+    "photo-disk-size": _photo_task(_disk_size_label, 3, ("small", "medium", "large")),
+    "photo-same-different": _photo_task(_same_label, 2, ("same", "different")),
+    "photo-colour-cast": _photo_task(_cast_label, 3, ("red", "green", "blue")),
+})
+
+
 def write_task(name: str, per_class: int, *, seed: int, val_per_class: int,
                cache: Path) -> Path:
     """Write task ``name`` as an ImageFolder under ``cache`` (idempotent) and return it."""

@@ -3,6 +3,7 @@
 
     python benchmarks/bench_auto.py                       # the whole suite, 3 seeds
     python benchmarks/bench_auto.py --part heldout        # only the held-out tasks
+    python benchmarks/bench_auto.py --part tuning --task glyph-groups  # ... or some tasks
     python benchmarks/bench_auto.py --json out.json       # also keep every figure
     python benchmarks/bench_auto.py --replay out.json     # re-score a saved run's measurements
                                                           # with the current [auto] thresholds
@@ -263,6 +264,8 @@ def main() -> int:
     ap.add_argument("--model", default="zoonet_s")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--part", choices=("all", *PARTS), default="all")
+    ap.add_argument("--task", nargs="+", default=None, metavar="NAME",
+                    help="run only these tasks of the chosen part(s)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     ap.add_argument("--test-per-class", type=int, default=0, metavar="N",
@@ -300,6 +303,13 @@ def main() -> int:
     parts = dict(PARTS)
     if args.part != "all":
         parts = {args.part: parts[args.part]}
+    if args.task:
+        known = {t for tasks in parts.values() for t, _, _ in tasks}
+        if unknown := sorted(set(args.task) - known):
+            ap.error(f"--task {' '.join(unknown)}: not in part {args.part!r}; its tasks: "
+                     + ", ".join(sorted(known)))
+        parts = {p: tuple(t for t in tasks if t[0] in args.task)
+                 for p, tasks in parts.items()}
     started = time.perf_counter()
     results: dict[str, list[dict]] = {}
     for part, tasks in parts.items():

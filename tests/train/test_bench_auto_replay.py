@@ -91,3 +91,39 @@ def test_replay_scores_a_test_split_run_on_either_split(tmp_path):
     old = replay(str(BENCH / "results" / "bench_auto_issue21c_fresh.json"), "--scored-on",
                  "val")
     assert old.returncode == 2 and "has no test split" in old.stderr
+
+
+def test_candidate_rules_replay_the_saved_test_split_runs():
+    """benchmarks/bench_auto_rules.py scores candidate rules on the five saved test-split
+    runs; the current rule's column is each run's own auto, so it must agree with
+    bench_auto.py's summary of the same file."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(BENCH / "bench_auto_rules.py"), "--show", "A"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    bench = _bench()
+    lines = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()}
+    total = 0
+    for part in ("tuning", "heldout", "fresh", "fresh2", "fresh3"):
+        rows = json.loads((BENCH / "results" / f"bench_auto_test120_{part}.json").read_text())
+        s = bench.summarise(rows[part])
+        assert lines[part][1:4] == [str(s["task_seeds"]), str(s["hits"]),
+                                    f"{s['mean_points_lost']:.2f}"]
+        # the fixed-strategy columns agree with bench_auto.py's too
+        fixed = lines[part][lines[part].index("|") + 1:][::2]
+        assert fixed == [str(s["fixed_hits"][k]) for k in bench.STRATEGIES]
+        total += s["task_seeds"]
+    assert lines["all"][1] == str(total)
+    # A swaps linear_probe for partial:1 in scarce + similar only (and says where)
+    assert "glyph-groups pc=10 seed=0: linear_probe -> partial:1" in out.stdout
+    assert "A on fresh3:\n    (as the current rule)" in out.stdout
+
+
+def test_task_filter_names_the_parts_tasks(tmp_path):
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(BENCH / "bench_auto.py"), "--part", "fresh3",
+                          "--task", "photo-swap"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "--task photo-swap: not in part 'fresh3'; its tasks: digits5-9-bold" in out.stderr

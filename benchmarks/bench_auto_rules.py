@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Candidate ``auto`` rules, replayed on saved ``bench_auto.py --test-per-class`` runs.
+
+    python benchmarks/bench_auto_rules.py                 # every part's saved test-split run
+    python benchmarks/bench_auto_rules.py --show A        # ... and candidate A's task-seeds
+
+Every strategy of a ``bench_auto.py`` run is trained and scored on the test split, and an
+``auto`` run scores exactly what the explicit run of its choice scores (checked in
+``tests/train/test_compare.py``), so a rule that only changes *which* strategy is picked
+can be scored on the saved runs without training anything. A rule whose pilot would train
+candidates the saved run did not pilot cannot be replayed: such task-seeds are counted with
+the current choice and flagged (``pilot?``).
+
+The candidates, each stated before the part that tests it ran (benchmarks/README.md, stop
+21), and none adopted:
+
+- ``pilot-margin`` (R1): a pilot keeps its first candidate unless another beats it by more
+  than one standard error of the difference of the two accuracies on the holdout (at least
+  a point), and plenty + dissimilar pilots ``finetune`` first (was: ``scratch`` first, one
+  point);
+- ``A``: scarce + similar trains ``partial:1`` instead of ``linear_probe``;
+- ``B``: every scarce decision to train (``linear_probe`` or ``finetune``) becomes
+  ``partial:1`` where the pretrained gain is significant (``similar_gain`` and twice its
+  standard error), else ``finetune``.
+
+Printed per part (non-saturated task-seeds, as ``bench_auto.py`` counts them): hits and mean
+points lost of the current rule, each candidate and each fixed strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3")
+RESULTS = HERE / "results"
+FIXED = ("linear_probe", "partial:1", "finetune", "scratch", "first:1")
+
+
+def _significant_gain(row: dict, similar_gain: float) -> bool:
+    f = row["figures"]
+    pre, rnd = f["pretrained"], f["random"]
+    gain = pre["mean"] - rnd["mean"]
+    sd = math.sqrt(pre["std"] ** 2 + rnd["std"] ** 2) / math.sqrt(rnd["folds"])
+    return gain >= max(similar_gain, 2 * sd)
+
+
+def _scarce(row: dict, plenty: int) -> bool:
+    return row["figures"]["per_class"] < plenty
+
+
+def rule_pilot_margin(row: dict, th) -> tuple[str, str]:
+    pilot = row["figures"].get("pilot") or {}
+    accs = pilot.get("accuracy") or {}
+    cell = row["figures"]["decision"]["cell"]
+    if row["auto"] == "refused" or not accs or len(accs) < 2:
+        return row["auto"], ""
+    order = list(pilot["candidates"])
+    if cell == "plenty + dissimilar" and set(order) == {"finetune", "scratch"}:
+        order = ["finetune", "scratch"]
+    first, n = order[0], pilot["holdout"]
+    a0 = accs[first]
+    ahead = [s for s in order[1:]
+             if accs[s] - a0 > max(0.01, math.sqrt((a0 * (1 - a0) + accs[s] * (1 - accs[s]))
+                                                   / n))]
+    return (max(ahead, key=lambda s: accs[s]) if ahead else first), ""
+
+
+def rule_a(row: dict, th) -> tuple[str, str]:
+    if row["auto"] == "linear_probe" and row["figures"]["decision"]["cell"] == \
+            "scarce + similar":
+        flag = "pilot?" if "accuracy" in (row["figures"].get("pilot") or {}) else ""
+        return ("linear_probe" if flag else "partial:1"), flag
+    return row["auto"], ""
+
+
+def rule_b(row: dict, th) -> tuple[str, str]:
+    if _scarce(row, th.plenty_per_class) and row["auto"] in ("linear_probe", "finetune"):
+        flag = "pilot?" if "accuracy" in (row["figures"].get("pilot") or {}) else ""
+        if flag:
+            return row["auto"], flag
+        return ("partial:1" if _significant_gain(row, th.similar_gain) else "finetune"), ""
+    return row["auto"], ""
+
+
+RULES: dict[str, Callable] = {"pilot-margin": rule_pilot_margin, "A": rule_a, "B": rule_b}
+
+
+def score(rows: list[dict], pick: Callable[[dict], tuple[str, str]]) -> dict:
+    from bench_auto import saturated
+
+    from zoo_core.train._compare import score_auto
+
+    hits, lost, flagged, changed = 0, [], 0, []
+    for r in rows:
+        if saturated(r):
+            continue
+        choice, flag = pick(r)
+        flagged += bool(flag)
+        best = max(r["accuracy"].values())
+        hit = score_auto(choice, r["accuracy"], r["chance"])
+        hits += hit
+        if choice == "refused":
+            lost.append(0.0 if hit else best - r["chance"])
+        else:
+            lost.append(best - r["accuracy"][choice])
+        if choice != r["auto"] or flag:
+            changed.append(f"    {r['task']} pc={r['per_class'] or 'all'} seed={r['seed']}: "
+                           f"{r['auto']} -> {choice} {flag}".rstrip())
+    n = len(lost)
+    return {"hits": hits, "n": n, "lost": 100 * statistics.fmean(lost) if lost else 0.0,
+            "flagged": flagged, "changed": changed}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--show", choices=tuple(RULES), nargs="*", default=(),
+                    help="list the task-seeds where these candidates choose differently")
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    from zoo_core.registry._registry import get_registry
+
+    th = get_registry().catalog.auto
+    totals: dict[str, list[float]] = {}
+    print(f"{'part':<8} {'n':>3} {'current':>13} "
+          + " ".join(f"{k:>13}" for k in RULES) + " | "
+          + " ".join(f"{k:>13}" for k in FIXED))
+    for part in PARTS:
+        path = RESULTS / f"bench_auto_test120_{part}.json"
+        rows = json.loads(path.read_text())[part]
+        cols = {"current": score(rows, lambda r: (r["auto"], ""))}
+        cols.update({k: score(rows, lambda r, f=f: f(r, th)) for k, f in RULES.items()})
+        cols.update({k: score(rows, lambda r, s=k: (s, "")) for k in FIXED})
+        n = cols["current"]["n"]
+
+        def cell(c: dict) -> str:
+            return f"{c['hits']:>2} {c['lost']:5.2f}{'?' if c['flagged'] else ' '}"
+
+        print(f"{part:<8} {n:>3} {cell(cols['current']):>13} "
+              + " ".join(f"{cell(cols[k]):>13}" for k in RULES) + " | "
+              + " ".join(f"{cell(cols[k]):>13}" for k in FIXED))
+        for k, c in cols.items():
+            t = totals.setdefault(k, [0, 0, 0.0])
+            t[0] += c["hits"]
+            t[1] += c["n"]
+            t[2] += c["lost"] * c["n"]
+        for k in args.show:
+            print(f"  {k} on {part}:")
+            print("\n".join(cols[k]["changed"]) or "    (as the current rule)")
+    n = totals["current"][1]
+
+    def tot(k: str) -> str:
+        h, m, s = totals[k]
+        return f"{int(h):>2} {s / m:5.2f} "
+
+    print(f"{'all':<8} {n:>3} {tot('current'):>13} "
+          + " ".join(f"{tot(k):>13}" for k in RULES) + " | "
+          + " ".join(f"{tot(k):>13}" for k in FIXED))
+    print("cells: hits of the non-saturated task-seeds, then mean points lost against the best "
+          "strategy; '?': some task-seeds would pilot candidates the saved run did not "
+          "(counted with the current choice)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

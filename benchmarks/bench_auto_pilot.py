@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Would a longer pilot pick better? auto's pilots of saved ``bench_auto.py`` runs, redone.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_auto_pilot.py --fraction 0.5 --json out.json
+
+For every task-seed of the saved test-split runs (``results/bench_auto_test120_<part>.json``)
+where auto piloted two strategies to train, the task is written again exactly as
+``bench_auto.py`` wrote it (same seed, same 30 + 120 validation images per class; the test
+split set aside), auto measures again (seeded: the same figures and the same candidates,
+checked) and pilots with ``[auto] pilot_fraction`` set to ``--fraction``. Its choice is
+scored on the saved test accuracies of the two candidates: right where it is within 2
+points of the better one. Printed per task-seed: the saved pilot (the fraction of the
+saved run, 0.25) and the new one, their picks, and the candidates' test accuracies; then
+how often each picked right and what the pilots cost as a share of training the four table
+strategies on those task-seeds (the saved runs' times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3")
+TABLE = ("linear_probe", "partial:1", "finetune", "scratch")
+
+
+def piloted(row: dict) -> bool:
+    pilot = (row.get("figures") or {}).get("pilot") or {}
+    return row["auto"] != "refused" and len(pilot.get("accuracy") or {}) >= 2
+
+
+def right(pick: str, candidates: list[str], test: dict[str, float]) -> bool:
+    return test[pick] >= max(test[c] for c in candidates) - 0.02
+
+
+def redo(row: dict, epochs: int, test_per_class: int) -> dict:
+    """Write the row's task again, measure and pilot under the current registry."""
+    from bench_auto import VAL_PER_CLASS
+    from bench_auto_tasks import TASKS as EXTRA
+    from bench_auto_tasks import write_task
+
+    from zoo_core.data._data import scan_image_folder
+    from zoo_core.data._embedded import embedded_task
+    from zoo_core.train._auto import _decide
+    from zoo_core.train._compare import _split_test
+    from zoo_core.train._pipeline import make_pilot
+    from zoo_core.train._utils import _Printer
+    from zoo_core.weights._weights import cache_dir
+
+    task, per_class, seed = row["task"], row["per_class"], row["seed"]
+    val = VAL_PER_CLASS + test_per_class
+    root = (write_task(task, per_class, seed=seed, val_per_class=val,
+                       cache=cache_dir() / "datasets") if task in EXTRA
+            else embedded_task(task, per_class, seed=seed, val_per_class=val))
+    folder, _ = _split_test(scan_image_folder(root, seed=seed, warn=False), VAL_PER_CLASS)
+    started = time.perf_counter()
+    choice, _, _, figures = _decide(
+        "zoonet_s", folder, weights="default", seed=seed, force=False, device="cpu",
+        num_workers=0, say=_Printer(False), epochs=epochs,
+        pilot=make_pilot("zoonet_s", seed=seed, weights="default"))
+    return {"choice": choice, "pilot": figures.get("pilot") or {},
+            "seconds": time.perf_counter() - started}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fraction", type=float, required=True,
+                    help="[auto] pilot_fraction for the redone pilots (saved runs: 0.25)")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if not 0 < args.fraction <= 1:
+        ap.error(f"--fraction {args.fraction}: must be within (0, 1]")
+    sys.path.insert(0, str(HERE))
+    # the registry override: a user registry.toml with the one [auto] key changed
+    user = Path(tempfile.mkdtemp(prefix="zoo-pilot-")) / "registry.toml"
+    user.write_text(f"[auto]\npilot_fraction = {args.fraction}\n")
+    os.environ["ZOO_CORE_REGISTRY"] = str(user)
+    import torch
+
+    from zoo_core.registry._registry import get_registry, reset_registry
+
+    reset_registry()
+    assert get_registry().catalog.auto.pilot_fraction == args.fraction
+    torch.set_num_threads(args.threads)
+    out, n, old_right, new_right, old_cost, new_cost, table = [], 0, 0, 0, 0.0, 0.0, 0.0
+    print(f"{'part':<8} {'task':<20} {'pc':>4} {'seed':>4}  {'saved pilot (0.25)':<34} "
+          f"{f'pilot ({args.fraction:g})':<34} test")
+    for part in args.parts:
+        rows = json.loads((HERE / "results" / f"bench_auto_test120_{part}.json").read_text())
+        for r in (r for r in rows[part] if piloted(r)):
+            old = r["figures"]["pilot"]
+            new = redo(r, r["epochs"], r["num_test"] // r["figures"]["num_classes"])
+            cands = list(old["candidates"])
+            if sorted(new["pilot"].get("candidates") or []) != sorted(cands):
+                print(f"{part} {r['task']} seed {r['seed']}: the decision differs from the "
+                      f"saved run's ({new['pilot']}); skipped", file=sys.stderr)
+                continue
+            test = {c: r["accuracy"][c] for c in cands}
+            n += 1
+            old_right += right(r["auto"], cands, test)
+            new_right += right(new["choice"], cands, test)
+            old_cost += old["seconds"]
+            new_cost += new["pilot"]["seconds"]
+            table += sum(r["seconds"][s] for s in TABLE)
+
+            def fmt(pick: str, accs: dict, cands: list[str] = cands) -> str:
+                return f"{pick} ({', '.join(f'{accs[c]:.3f}' for c in cands)})"
+
+            print(f"{part:<8} {r['task']:<20} {str(r['per_class']):>4} {r['seed']:>4}  "
+                  f"{fmt(r['auto'], old['accuracy']):<34} "
+                  f"{fmt(new['choice'], new['pilot']['accuracy']):<34} "
+                  + ", ".join(f"{c} {test[c]:.3f}" for c in cands), flush=True)
+            out.append({"part": part, "task": r["task"], "per_class": r["per_class"],
+                        "seed": r["seed"], "candidates": cands, "test": test,
+                        "saved": {"pick": r["auto"], "accuracy": old["accuracy"],
+                                  "seconds": old["seconds"]},
+                        "new": {"pick": new["choice"], "accuracy": new["pilot"]["accuracy"],
+                                "seconds": new["pilot"]["seconds"],
+                                "epochs": new["pilot"]["epochs"]}})
+            if args.json:
+                args.json.write_text(json.dumps({"fraction": args.fraction, "rows": out},
+                                                indent=1))
+    if not n:
+        print("no piloted task-seed in these parts")
+        return 0
+    print(f"\n{n} piloted task-seeds: the saved pilots (fraction 0.25) picked right on "
+          f"{old_right}, the redone ones (fraction {args.fraction:g}) on {new_right}; pilot "
+          f"cost {100 * old_cost / table:.1f}% -> {100 * new_cost / table:.1f}% of training "
+          "the four table strategies on these task-seeds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

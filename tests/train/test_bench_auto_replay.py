@@ -127,3 +127,27 @@ def test_task_filter_names_the_parts_tasks(tmp_path):
                           "--task", "photo-swap"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "--task photo-swap: not in part 'fresh3'; its tasks: digits5-9-bold" in out.stderr
+
+
+def test_pilot_redo_picks_its_rows_and_checks_its_fraction():
+    import subprocess
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_auto_pilot",
+                                                      BENCH / "bench_auto_pilot.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = json.loads((BENCH / "results" / "bench_auto_test120_fresh.json").read_text())
+    redone = [r for r in rows["fresh"] if mod.piloted(r)]
+    # photo scale is the fresh part's only task piloting two strategies to train (the
+    # refusals' one-candidate pilots are not redone)
+    assert {(r["task"], r["seed"]) for r in redone} == {("photo-scale", s) for s in range(3)}
+    test = {"finetune": 0.842, "scratch": 0.792}
+    assert mod.right("finetune", ["finetune", "scratch"], test)
+    assert not mod.right("scratch", ["finetune", "scratch"], test)
+    out = subprocess.run([sys.executable, str(BENCH / "bench_auto_pilot.py"), "--fraction",
+                          "0"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--fraction 0.0: must be within (0, 1]" in out.stderr

@@ -2,6 +2,7 @@
 """Would a longer pilot pick better? auto's pilots of saved ``bench_auto.py`` runs, redone.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_auto_pilot.py --fraction 0.5 --json out.json
+    python benchmarks/bench_auto_pilot.py --score out.json   # what auto would have scored
 
 For every task-seed of the saved test-split runs (``results/bench_auto_test120_<part>.json``)
 where auto piloted two strategies to train, the task is written again exactly as
@@ -12,7 +13,9 @@ scored on the saved test accuracies of the two candidates: right where it is wit
 points of the better one. Printed per task-seed: the saved pilot (the fraction of the
 saved run, 0.25) and the new one, their picks, and the candidates' test accuracies; then
 how often each picked right and what the pilots cost as a share of training the four table
-strategies on those task-seeds (the saved runs' times).
+strategies on those task-seeds (the saved runs' times). ``--score`` reads such a file back
+and prints, per part, auto's hits and decision cost (over the non-saturated task-seeds, as
+``bench_auto.py`` counts them) with the saved pilots and with the redone ones.
 """
 
 from __future__ import annotations
@@ -68,17 +71,56 @@ def redo(row: dict, epochs: int, test_per_class: int) -> dict:
             "seconds": time.perf_counter() - started}
 
 
+def score(path: Path) -> int:
+    """Per part: auto's hits and decision cost with the saved pilots, then with the redone
+    pilots of ``path`` (every other task-seed as saved)."""
+    from bench_auto import saturated
+
+    from zoo_core.train._compare import score_auto
+
+    saved = json.loads(path.read_text())
+    redone = {(r["part"], r["task"], r["per_class"], r["seed"]): r for r in saved["rows"]}
+    print(f"pilot_fraction 0.25 -> {saved['fraction']:g} ({path.name}): auto hits, decision "
+          "cost (% of training the four table strategies)")
+    totals = [0, 0, 0]
+    for part in PARTS:
+        rows = json.loads((HERE / "results" / f"bench_auto_test120_{part}.json").read_text())
+        n = hits = new_hits = 0
+        cost = new_cost = table = 0.0
+        for r in (r for r in rows[part] if not saturated(r)):
+            new = redone.get((part, r["task"], r["per_class"], r["seed"]))
+            pick = new["new"]["pick"] if new else r["auto"]
+            n += 1
+            hits += score_auto(r["auto"], r["accuracy"], r["chance"])
+            new_hits += score_auto(pick, r["accuracy"], r["chance"])
+            table += sum(r["seconds"][s] for s in TABLE)
+            cost += r["auto_seconds"]
+            new_cost += r["auto_seconds"] + (
+                new["new"]["seconds"] - new["saved"]["seconds"] if new else 0.0)
+        totals = [totals[0] + hits, totals[1] + new_hits, totals[2] + n]
+        print(f"  {part:<8} hits {hits:>2} -> {new_hits:>2} of {n:>2}; decision cost "
+              f"{100 * cost / table:4.1f}% -> {100 * new_cost / table:4.1f}%")
+    print(f"  {'all':<8} hits {totals[0]:>2} -> {totals[1]:>2} of {totals[2]}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fraction", type=float, required=True,
+    ap.add_argument("--fraction", type=float, default=None,
                     help="[auto] pilot_fraction for the redone pilots (saved runs: 0.25)")
+    ap.add_argument("--score", type=Path, default=None, metavar="FILE",
+                    help="print what auto would have scored with a --json file's pilots")
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    if args.score:
+        return score(args.score)
+    if args.fraction is None:
+        ap.error("--fraction is required (or --score FILE)")
     if not 0 < args.fraction <= 1:
         ap.error(f"--fraction {args.fraction}: must be within (0, 1]")
-    sys.path.insert(0, str(HERE))
     # the registry override: a user registry.toml with the one [auto] key changed
     user = Path(tempfile.mkdtemp(prefix="zoo-pilot-")) / "registry.toml"
     user.write_text(f"[auto]\npilot_fraction = {args.fraction}\n")

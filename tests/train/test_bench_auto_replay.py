@@ -151,3 +151,21 @@ def test_pilot_redo_picks_its_rows_and_checks_its_fraction():
     out = subprocess.run([sys.executable, str(BENCH / "bench_auto_pilot.py"), "--fraction",
                           "0"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--fraction 0.0: must be within (0, 1]" in out.stderr
+
+
+def test_stage_probe_hook_pools_every_output_shape():
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_auto_stages",
+                                                      BENCH / "bench_auto_stages.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(BENCH))
+    store: list = []
+    hook = mod._pool_into(store)
+    hook(None, (), torch.arange(16.0).reshape(1, 1, 4, 4))  # a feature map: its mean
+    hook(None, (), torch.ones(2, 3))  # already flat
+    assert store[0].tolist() == [[7.5]] and store[1].shape == (2, 3)

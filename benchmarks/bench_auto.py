@@ -104,8 +104,17 @@ FRESH3 = (
     ("photo-same-different", 100, 10),
     ("photo-colour-cast", 100, 10),
 )
+# Added at stop 21 with the stage-0 rule it tests written down first (the commit that added
+# it): scarce glyph tasks, input-level shifts of known classes and one output-level regrouping.
+FRESH4 = (
+    ("glyphs-inverted", 10, 30),
+    ("glyphs-noisy", 10, 30),
+    ("glyphs-on-photo", 10, 30),
+    ("glyphs-small", 10, 30),
+    ("glyph-pairs", 10, 30),
+)
 PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2,
-         "fresh3": FRESH3}
+         "fresh3": FRESH3, "fresh4": FRESH4}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1")

@@ -21,7 +21,12 @@ The candidates, each stated before the part that tests it ran (benchmarks/README
 - ``A``: scarce + similar trains ``partial:1`` instead of ``linear_probe``;
 - ``B``: every scarce decision to train (``linear_probe`` or ``finetune``) becomes
   ``partial:1`` where the pretrained gain is significant (``similar_gain`` and twice its
-  standard error), else ``finetune``.
+  standard error), else ``finetune``;
+- ``S`` (the stage-0 hypothesis, read off the five parts above and written down before the
+  ``fresh4`` part first ran): scarce + similar keeps ``linear_probe`` where the first
+  stage's pretrained gain is below 0.15 of the room above chance, else trains
+  ``partial:1``; the per-stage probes come from ``bench_auto_stages.py``
+  (``results/bench_auto_stages.json``), and a task-seed without them is flagged.
 
 Printed per part (non-saturated task-seeds, as ``bench_auto.py`` counts them): hits and mean
 points lost of the current rule, each candidate and each fixed strategy.
@@ -38,7 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3")
+PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4")
+STAGE0_SHARE = 0.15  # rule S
 RESULTS = HERE / "results"
 FIXED = ("linear_probe", "partial:1", "finetune", "scratch", "first:1")
 
@@ -89,7 +95,27 @@ def rule_b(row: dict, th) -> tuple[str, str]:
     return row["auto"], ""
 
 
-RULES: dict[str, Callable] = {"pilot-margin": rule_pilot_margin, "A": rule_a, "B": rule_b}
+def _stage_shares() -> dict[tuple, list[float]]:
+    path = RESULTS / "bench_auto_stages.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    return {(r["part"], r["task"], r["per_class"], r["seed"]): r["share"] for r in rows}
+
+
+def rule_s(row: dict, th) -> tuple[str, str]:
+    if row["auto"] == "linear_probe" and row["figures"]["decision"]["cell"] == \
+            "scarce + similar":
+        if "accuracy" in (row["figures"].get("pilot") or {}):
+            return row["auto"], "pilot?"
+        share = _STAGES.get((row["part"], row["task"], row["per_class"], row["seed"]))
+        if share is None:
+            return row["auto"], "stage?"
+        return ("linear_probe" if share[0] < STAGE0_SHARE else "partial:1"), ""
+    return row["auto"], ""
+
+
+_STAGES: dict[tuple, list[float]] = {}
+RULES: dict[str, Callable] = {"pilot-margin": rule_pilot_margin, "A": rule_a, "B": rule_b,
+                              "S": rule_s}
 
 
 def score(rows: list[dict], pick: Callable[[dict], tuple[str, str]]) -> dict:
@@ -127,13 +153,17 @@ def main() -> int:
     from zoo_core.registry._registry import get_registry
 
     th = get_registry().catalog.auto
+    _STAGES.update(_stage_shares())
     totals: dict[str, list[float]] = {}
     print(f"{'part':<8} {'n':>3} {'current':>13} "
           + " ".join(f"{k:>13}" for k in RULES) + " | "
           + " ".join(f"{k:>13}" for k in FIXED))
     for part in PARTS:
         path = RESULTS / f"bench_auto_test120_{part}.json"
-        rows = json.loads(path.read_text())[part]
+        if not path.exists():
+            print(f"{part:<8} (no saved run: {path.name})")
+            continue
+        rows = [{**r, "part": part} for r in json.loads(path.read_text())[part]]
         cols = {"current": score(rows, lambda r: (r["auto"], ""))}
         cols.update({k: score(rows, lambda r, f=f: f(r, th)) for k, f in RULES.items()})
         cols.update({k: score(rows, lambda r, s=k: (s, "")) for k in FIXED})

@@ -25,6 +25,7 @@ Images are 64 px (the digits upscaled); the model's own transform resizes them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ SIZE = 64
 Generated = tuple[Any, Any, Any, Any, tuple[str, ...]]  # x_tr, y_tr, x_va, y_va, classes
 
 
+@functools.lru_cache(maxsize=1)
 def _photos() -> list[Any]:
     from sklearn.datasets import load_sample_images
 
@@ -467,6 +469,79 @@ TASKS.update({
     "photo-disk-size": _photo_task(_disk_size_label, 3, ("small", "medium", "large")),
     "photo-same-different": _photo_task(_same_label, 2, ("same", "different")),
     "photo-colour-cast": _photo_task(_cast_label, 3, ("red", "green", "blue")),
+})
+
+
+# -- the fourth fresh part (stop 21): glyph tasks for the stage-0 hypothesis, written with
+# the rule it tests before it first ran --------------------------------------------------
+
+def _glyph_task(transform: Callable[[Any, Any], Any],
+                n_classes: int = 5) -> Callable[[int, int, int], Generated]:
+    """``n_classes`` pretraining glyph classes drawn by the seed, each image passed through
+    ``transform(rgb uint8, rng)`` (an input-level shift of classes the features know)."""
+
+    def make(per_class: int, val_per_class: int, seed: int) -> Generated:
+        import numpy as np
+
+        from zoo_core_plugins.zoonet import glyphs
+
+        pool = list(glyphs.PRETRAIN_CLASSES)
+        chosen = [pool[i] for i in np.random.default_rng([seed, 71]).choice(
+            len(pool), n_classes, replace=False)]
+        out = []
+        for stream, n in ((0, per_class), (1, val_per_class)):
+            rng = np.random.default_rng([seed, 73, stream])
+            xs, ys = [], []
+            for k, c in enumerate(chosen):
+                x, _ = glyphs.render_set([c], n, seed=seed, stream=stream, size=SIZE)
+                xs += [transform(np.repeat(img[..., None], 3, axis=-1), rng) for img in x]
+                ys += [k] * len(x)
+            out += [np.stack(xs), np.asarray(ys)]
+        return out[0], out[1], out[2], out[3], tuple(f"g{k}" for k in range(n_classes))
+
+    return make
+
+
+def _on_photo(x: Any, rng: Any) -> Any:
+    """The strokes in a random bright colour over a darkened 64 px photo crop."""
+    import numpy as np
+
+    ground = np.asarray(_crop(rng, _photos()), np.float32) * 0.6
+    a = x[..., :1].astype(np.float32) / 255.0
+    ink = rng.integers(160, 256, size=3).astype(np.float32)
+    return (a * ink + (1 - a) * ground).clip(0, 255).astype(np.uint8)
+
+
+def _glyph_pairs(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """4 classes, each the union of 2 pretraining glyph classes drawn by the seed (an
+    output-level shift, pairs instead of glyph-groups' fours)."""
+    import numpy as np
+
+    from zoo_core_plugins.zoonet import glyphs
+
+    pool = list(glyphs.PRETRAIN_CLASSES)
+    chosen = [pool[i] for i in np.random.default_rng([seed, 79]).choice(len(pool), 8,
+                                                                         replace=False)]
+    out = []
+    for stream, n in ((0, per_class), (1, val_per_class)):
+        xs, ys = [], []
+        for k in range(4):
+            for j, c in enumerate(chosen[2 * k:2 * k + 2]):
+                m = n // 2 + (1 if j < n % 2 else 0)
+                if m:
+                    x, _ = glyphs.render_set([c], m, seed=seed, stream=stream, size=SIZE)
+                    xs.append(np.repeat(x[..., None], 3, axis=-1))
+                    ys += [k] * m
+        out += [np.concatenate(xs), np.asarray(ys)]
+    return out[0], out[1], out[2], out[3], tuple(f"pair{k}" for k in range(4))
+
+
+TASKS.update({
+    "glyphs-inverted": _glyph_task(_inverted),
+    "glyphs-noisy": _glyph_task(_noisy),
+    "glyphs-on-photo": _glyph_task(_on_photo),
+    "glyphs-small": _glyph_task(_small),
+    "glyph-pairs": _glyph_pairs,
 })
 
 

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3")
+PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4")
 SHOWN = ("linear_probe", "partial:1", "first:1", "finetune")
 
 

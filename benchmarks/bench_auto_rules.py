@@ -12,7 +12,9 @@ candidates the saved run did not pilot cannot be replayed: such task-seeds are c
 the current choice and flagged (``pilot?``).
 
 The candidates, each stated before the part that tests it ran (benchmarks/README.md, stop
-21), and none adopted:
+21); ``A`` was adopted after the ``fresh4`` part, which no rule had seen, took auto from 6
+to 10 of 15 with it (the saved runs are the rules *before* it, so ``current`` is the old
+rule and ``A`` the one ``auto`` now follows):
 
 - ``pilot-margin`` (R1): a pilot keeps its first candidate unless another beats it by more
   than one standard error of the difference of the two accuracies on the holdout (at least

@@ -22,13 +22,16 @@ def _decide(pre, sp, rand, sr, *, per_class=10, chance=0.2, evidence=None, **kw)
 
 @pytest.mark.parametrize(("pre", "sp", "rand", "sr"), [
     (0.813, 0.102, 0.283, 0.128), (0.720, 0.098, 0.317, 0.106), (0.800, 0.132, 0.257, 0.130)])
-def test_output_level_shift_is_similar_and_keeps_the_backbone_frozen(pre, sp, rand, sr):
+def test_output_level_shift_is_similar_and_keeps_the_early_backbone_frozen(pre, sp, rand, sr):
     # glyph-groups, 10/class, seeds 0-2: random-init features fail (0.26-0.32), the
     # pretrained ones close 50-68% of the room above chance; linear_probe won by 7-17
-    # points where auto fine-tuned
+    # points where auto fine-tuned. Since stop 21 scarce + similar trains partial:1 (the
+    # last stage too: input-level shifts of known glyphs lost up to 21 points frozen),
+    # which departs from the table's linear_probe and says so
     d = _decide(pre, sp, rand, sr)
-    assert (d.cell, d.strategy, d.departs) == ("scarce + similar", "linear_probe", False)
-    assert "of the room above chance" in d.reason and "as the table says" in d.reason
+    assert (d.cell, d.strategy, d.departs) == ("scarce + similar", "partial:1", True)
+    assert d.table_choice == "linear_probe"
+    assert "of the room above chance" in d.reason and "keep the early stages frozen" in d.reason
 
 
 @pytest.mark.parametrize(("pre", "sp", "rand", "sr"), [
@@ -48,9 +51,9 @@ def test_similar_share_is_relative_to_chance():
     # the same gain closes more of the room above chance when chance is high
     assert _decide(0.80, 0.02, 0.43, 0.02, chance=0.2).cell == "scarce + similar"  # 46%
     assert _decide(0.80, 0.02, 0.45, 0.02, chance=0.2).strategy == "finetune"  # 44%
-    assert _decide(0.80, 0.02, 0.45, 0.02, chance=0.5).strategy == "linear_probe"  # 70%
+    assert _decide(0.80, 0.02, 0.45, 0.02, chance=0.5).strategy == "partial:1"  # 70%
     t = AutoThresholds(similar_share=0.3)
-    assert _decide(0.80, 0.02, 0.45, 0.02, thresholds=t).strategy == "linear_probe"
+    assert _decide(0.80, 0.02, 0.45, 0.02, thresholds=t).strategy == "partial:1"
 
 
 def test_no_significant_probe_refuses_with_a_pilot():

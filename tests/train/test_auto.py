@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(
     ("per_class", "pre", "rand", "strategy", "cell"),
     [
-        (10, 0.99, 0.50, "linear_probe", "scarce + similar"),  # 61% of the room above chance
+        (10, 0.99, 0.50, "partial:1", "scarce + similar"),  # 61% of the room above chance
         (10, 1.00, 0.69, "finetune", "scarce + dissimilar"),  # 39%: the demo cell
         (10, 0.96, 0.75, "finetune", "scarce + dissimilar"),
         (200, 0.96, 0.40, "finetune", "plenty + similar"),
@@ -125,13 +125,13 @@ def test_near_a_threshold_runs_the_pilot():
     d = decide(per_class=60, chance=0.2, probe_pretrained=0.95, probe_random=0.60,
                spread_pretrained=0.03, spread_random=0.06)
     assert d.strategy == "finetune" and d.pilot == ("finetune", "linear_probe")
-    # just above it (0.46): frozen by default, pilot against finetune
+    # just above it (0.46): early stages frozen by default, pilot against finetune
     d = decide(per_class=60, chance=0.2, probe_pretrained=0.95, probe_random=0.58,
                spread_pretrained=0.03, spread_random=0.06)
-    assert d.strategy == "linear_probe" and d.pilot == ("linear_probe", "finetune")
+    assert d.strategy == "partial:1" and d.pilot == ("partial:1", "finetune")
     # far from every threshold: no pilot
     d = decide(per_class=60, chance=0.2, probe_pretrained=1.0, probe_random=0.40, spread=0.0)
-    assert d.strategy == "linear_probe" and d.pilot == ()
+    assert d.strategy == "partial:1" and d.pilot == ()
 
 
 def test_decide_without_pretrained_weights_is_scratch():
@@ -145,7 +145,7 @@ def test_decide_reads_thresholds():
                   ).strategy == "finetune"
     t = AutoThresholds(similar_share=0.4)
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
-                  thresholds=t).strategy == "linear_probe"
+                  thresholds=t).strategy == "partial:1"
     t = AutoThresholds(plenty_per_class=5, similar_share=0.4)
     assert decide(per_class=10, chance=0.2, probe_pretrained=0.85, probe_random=0.5,
                   thresholds=t).cell == "plenty + similar"

@@ -210,8 +210,9 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
                         "supply what random ones lack; keep the early stages frozen and train "
                         "the last stage with a new head (the table's linear_probe cannot adapt "
                         "the top to the task: on glyphs and digits over photos, noisy, small "
-                        "or inverted it lost up to 21 points to partial:1; fine-tuning "
-                        "everything on little data would wear the features away)"
+                        "or inverted it lost up to 21 points, and partial:1 stayed within 2 "
+                        "on most; fine-tuning everything on little data would wear the "
+                        "features away)"
                         + ("; the share is within its spread of the threshold: pilot "
                            "against finetune" if near_similar else ""),
                         cell, table, True,

@@ -121,6 +121,26 @@ STRATEGIES = (*TABLE_STRATEGIES, "first:1")
 SATURATED_POINTS = 0.01  # every strategy within this of the others: cannot tell them apart
 
 
+def saved_task_folder(row: dict) -> object:
+    """The training and validation images a saved ``--test-per-class`` row trained on,
+    written again exactly as the run wrote them (seeded), its test split set aside."""
+    from bench_auto_tasks import write_task
+    from bench_auto_tasks_stop21 import TASKS as EXTRA
+
+    from zoo_core.data._data import scan_image_folder
+    from zoo_core.data._embedded import embedded_task
+    from zoo_core.train._compare import _split_test
+    from zoo_core.weights._weights import cache_dir
+
+    task, per_class, seed = row["task"], row["per_class"], row["seed"]
+    val = VAL_PER_CLASS + row["num_test"] // row["figures"]["num_classes"]
+    root = (write_task(task, per_class, seed=seed, val_per_class=val,
+                       cache=cache_dir() / "datasets") if task in EXTRA
+            else embedded_task(task, per_class, seed=seed, val_per_class=val))
+    folder, _ = _split_test(scan_image_folder(root, seed=seed, warn=False), VAL_PER_CLASS)
+    return folder
+
+
 def saturated(row: dict) -> bool:
     accs = row["accuracy"].values()
     return max(accs) - min(accs) <= SATURATED_POINTS
@@ -304,8 +324,8 @@ def main() -> int:
         return 0
 
     import torch
-    from bench_auto_tasks import TASKS as EXTRA
     from bench_auto_tasks import write_task
+    from bench_auto_tasks_stop21 import TASKS as EXTRA
 
     from zoo_core.train._compare import run_cell
     from zoo_core.weights._weights import cache_dir

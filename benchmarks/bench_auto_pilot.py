@@ -42,26 +42,16 @@ def right(pick: str, candidates: list[str], test: dict[str, float]) -> bool:
     return test[pick] >= max(test[c] for c in candidates) - 0.02
 
 
-def redo(row: dict, epochs: int, test_per_class: int) -> dict:
+def redo(row: dict, epochs: int) -> dict:
     """Write the row's task again, measure and pilot under the current registry."""
-    from bench_auto import VAL_PER_CLASS
-    from bench_auto_tasks import TASKS as EXTRA
-    from bench_auto_tasks import write_task
+    from bench_auto import saved_task_folder
 
-    from zoo_core.data._data import scan_image_folder
-    from zoo_core.data._embedded import embedded_task
     from zoo_core.train._auto import _decide
-    from zoo_core.train._compare import _split_test
     from zoo_core.train._pipeline import make_pilot
     from zoo_core.train._utils import _Printer
-    from zoo_core.weights._weights import cache_dir
 
-    task, per_class, seed = row["task"], row["per_class"], row["seed"]
-    val = VAL_PER_CLASS + test_per_class
-    root = (write_task(task, per_class, seed=seed, val_per_class=val,
-                       cache=cache_dir() / "datasets") if task in EXTRA
-            else embedded_task(task, per_class, seed=seed, val_per_class=val))
-    folder, _ = _split_test(scan_image_folder(root, seed=seed, warn=False), VAL_PER_CLASS)
+    seed = row["seed"]
+    folder = saved_task_folder(row)
     started = time.perf_counter()
     choice, _, _, figures = _decide(
         "zoonet_s", folder, weights="default", seed=seed, force=False, device="cpu",
@@ -139,7 +129,7 @@ def main() -> int:
         rows = json.loads((HERE / "results" / f"bench_auto_test120_{part}.json").read_text())
         for r in (r for r in rows[part] if piloted(r)):
             old = r["figures"]["pilot"]
-            new = redo(r, r["epochs"], r["num_test"] // r["figures"]["num_classes"])
+            new = redo(r, r["epochs"])
             cands = list(old["candidates"])
             if sorted(new["pilot"].get("candidates") or []) != sorted(cands):
                 print(f"{part} {r['task']} seed {r['seed']}: the decision differs from the "

@@ -90,14 +90,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     import torch
-    from bench_auto import VAL_PER_CLASS, saturated
-    from bench_auto_tasks import TASKS as EXTRA
-    from bench_auto_tasks import write_task
-
-    from zoo_core.data._data import scan_image_folder
-    from zoo_core.data._embedded import embedded_task
-    from zoo_core.train._compare import _split_test
-    from zoo_core.weights._weights import cache_dir
+    from bench_auto import saturated, saved_task_folder
 
     torch.set_num_threads(1)
     rows_out = []
@@ -110,12 +103,7 @@ def main() -> int:
             if pc >= 100 or r["auto"] == "refused" or saturated(r):
                 continue
             task, seed = r["task"], r["seed"]
-            val = VAL_PER_CLASS + r["num_test"] // r["figures"]["num_classes"]
-            root = (write_task(task, r["per_class"], seed=seed, val_per_class=val,
-                               cache=cache_dir() / "datasets") if task in EXTRA
-                    else embedded_task(task, r["per_class"], seed=seed, val_per_class=val))
-            folder, _ = _split_test(scan_image_folder(root, seed=seed, warn=False),
-                                    VAL_PER_CLASS)
+            folder = saved_task_folder(r)
             probes = stage_probes(folder, seed)
             chance = r["chance"]
             share = [(p - q) / (1 - chance)

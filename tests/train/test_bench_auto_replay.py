@@ -12,10 +12,11 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _bench():
+def _bench(name: str = "bench_auto"):
+    """A script under benchmarks/ as a module (its own imports resolve beside it)."""
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location("bench_auto", BENCH / "bench_auto.py")
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         return mod
@@ -136,14 +137,7 @@ def test_task_filter_names_the_parts_tasks(tmp_path):
 def test_pilot_redo_picks_its_rows_and_checks_its_fraction():
     import subprocess
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_auto_pilot",
-                                                      BENCH / "bench_auto_pilot.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCH))
+    mod = _bench("bench_auto_pilot")
     rows = json.loads((BENCH / "results" / "bench_auto_test120_fresh.json").read_text())
     redone = [r for r in rows["fresh"] if mod.piloted(r)]
     # photo scale is the fresh part's only task piloting two strategies to train (the
@@ -160,14 +154,7 @@ def test_pilot_redo_picks_its_rows_and_checks_its_fraction():
 def test_stage_probe_hook_pools_every_output_shape():
     import torch
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_auto_stages",
-                                                      BENCH / "bench_auto_stages.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCH))
+    mod = _bench("bench_auto_stages")
     store: list = []
     hook = mod._pool_into(store)
     hook(None, (), torch.arange(16.0).reshape(1, 1, 4, 4))  # a feature map: its mean

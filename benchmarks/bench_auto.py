@@ -113,8 +113,18 @@ FRESH4 = (
     ("glyphs-small", 10, 30),
     ("glyph-pairs", 10, 30),
 )
+# Added at stop 22 after candidate A became the rule, and run before any rule changed:
+# new families (bench_auto_tasks_stop22.py) that test the rules as they stand.
+FRESH5 = (
+    ("glyphs-blurred", 10, 30),
+    ("glyphs-thin", 10, 30),
+    ("glyph-triples", 10, 30),
+    ("digits0-4-jpeg", 10, 30),
+    ("photo-brightness", 60, 30),
+    ("photo-shape-colour", 100, 10),
+)
 PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2,
-         "fresh3": FRESH3, "fresh4": FRESH4}
+         "fresh3": FRESH3, "fresh4": FRESH4, "fresh5": FRESH5}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1")
@@ -125,7 +135,7 @@ def saved_task_folder(row: dict) -> object:
     """The training and validation images a saved ``--test-per-class`` row trained on,
     written again exactly as the run wrote them (seeded), its test split set aside."""
     from bench_auto_tasks import write_task
-    from bench_auto_tasks_stop21 import TASKS as EXTRA
+    from bench_auto_tasks_stop22 import TASKS as EXTRA
 
     from zoo_core.data._data import scan_image_folder
     from zoo_core.data._embedded import embedded_task
@@ -325,7 +335,7 @@ def main() -> int:
 
     import torch
     from bench_auto_tasks import write_task
-    from bench_auto_tasks_stop21 import TASKS as EXTRA
+    from bench_auto_tasks_stop22 import TASKS as EXTRA
 
     from zoo_core.train._compare import run_cell
     from zoo_core.weights._weights import cache_dir

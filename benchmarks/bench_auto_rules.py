@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4")
+PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5")
 STAGE0_SHARE = 0.15  # rule S
 RESULTS = HERE / "results"
 FIXED = ("linear_probe", "partial:1", "finetune", "scratch", "first:1")

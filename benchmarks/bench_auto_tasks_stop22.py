@@ -1,0 +1,132 @@
+"""Stop 22's fresh part for ``bench_auto.py`` (fresh5), registered in
+:data:`bench_auto_tasks.TASKS` on import (with stop 21's parts, which it imports).
+
+fresh5 was written after stop 21 adopted candidate A (scarce + similar trains ``partial:1``
+instead of ``linear_probe``) and before it first ran, with no rule changed: it tests the
+rules as they stand on task families none of them was written or checked on. Drawn, like
+the rest, from data inside installed packages (scikit-learn's photos and digits, the zoonet
+glyphs). What each task measures:
+
+- ``glyphs-blurred``: five pretraining glyph classes under a Gaussian blur of radius 2.5
+  (input-level: known classes, lost edges);
+- ``glyphs-thin``: the same, strokes thinned by a 3 px minimum filter, then drawn dark on
+  a light ground (input-level: stroke width and polarity together);
+- ``glyph-triples``: 3 classes, each the union of 3 pretraining glyph classes
+  (output-level: the features exist; the labels group them anew);
+- ``digits0-4-jpeg``: digits 0-4 saved as JPEG at quality 8 (input-level: block
+  artefacts);
+- ``photo-brightness``: a photo crop scaled to 0.55, 0.8 or 1.15 of its brightness (a
+  global pixel statistic, not an object);
+- ``photo-shape-colour``: a shape drawn on a crop, its class the shape's dominant channel
+  (red, green or blue), at 100 images per class (plenty; the shape is irrelevant).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench_auto_tasks import SHAPES, SIZE, Generated, _digit_task, _photo_task
+from bench_auto_tasks_stop21 import TASKS, _glyph_task
+
+__all__ = ["TASKS"]
+
+
+def _glyph_blurred(x: Any, rng: Any) -> Any:
+    """Gaussian blur of radius 2.5."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    return np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(2.5)))
+
+
+def _glyph_thin(x: Any, rng: Any) -> Any:
+    """Strokes thinned by a 3 px minimum filter, then inverted: dark, thin strokes on a
+    light ground."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    return 255 - np.asarray(Image.fromarray(x).filter(ImageFilter.MinFilter(3)))
+
+
+def _glyph_triples(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """3 classes, each the union of 3 pretraining glyph classes drawn by the seed."""
+    import numpy as np
+
+    from zoo_core_plugins.zoonet import glyphs
+
+    pool = list(glyphs.PRETRAIN_CLASSES)
+    chosen = [pool[i] for i in np.random.default_rng([seed, 83]).choice(len(pool), 9,
+                                                                         replace=False)]
+    out = []
+    for stream, n in ((0, per_class), (1, val_per_class)):
+        xs, ys = [], []
+        for k in range(3):
+            for j, c in enumerate(chosen[3 * k:3 * k + 3]):
+                m = n // 3 + (1 if j < n % 3 else 0)
+                if m:
+                    x, _ = glyphs.render_set([c], m, seed=seed, stream=stream, size=SIZE)
+                    xs.append(np.repeat(x[..., None], 3, axis=-1))
+                    ys += [k] * m
+        out += [np.concatenate(xs), np.asarray(ys)]
+    return out[0], out[1], out[2], out[3], tuple(f"triple{k}" for k in range(3))
+
+
+def _jpeg(x: Any, rng: Any) -> Any:
+    """Saved and read back as JPEG at quality 8."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(x).save(buf, format="JPEG", quality=8)
+    buf.seek(0)
+    with Image.open(buf) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _brightness_label(img: Any, k: int, rng: Any) -> Any:
+    """Class k: the crop's pixels times 0.55, 0.8 or 1.15."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.asarray(img, np.float32) * (0.55, 0.8, 1.15)[k]
+    return Image.fromarray(x.clip(0, 255).astype(np.uint8))
+
+
+def _shape_colour_label(img: Any, k: int, rng: Any) -> Any:
+    """A random shape (circle, square, triangle, cross), radius 9-19 px, filled with channel
+    k at 170-255 and the other two at 0-90."""
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(img)
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    r = int(rng.integers(9, 20))
+    cx, cy = (int(v) for v in rng.integers(r + 2, SIZE - r - 2, size=2))
+    colour = [int(v) for v in rng.integers(0, 91, size=3)]
+    colour[k] = int(rng.integers(170, 256))
+    fill = tuple(colour)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        d.ellipse(box, fill=fill)
+    elif shape == "square":
+        d.rectangle(box, fill=fill)
+    elif shape == "triangle":
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    else:
+        w = max(2, r // 3)
+        d.rectangle((cx - r, cy - w, cx + r, cy + w), fill=fill)
+        d.rectangle((cx - w, cy - r, cx + w, cy + r), fill=fill)
+    return img
+
+
+TASKS.update({
+    "glyphs-blurred": _glyph_task(_glyph_blurred),
+    "glyphs-thin": _glyph_task(_glyph_thin),
+    "glyph-triples": _glyph_triples,
+    "digits0-4-jpeg": _digit_task(_jpeg, (0, 1, 2, 3, 4)),
+    "photo-brightness": _photo_task(_brightness_label, 3, ("dark", "dim", "bright"),
+                                    salt=89),
+    "photo-shape-colour": _photo_task(_shape_colour_label, 3, ("red", "green", "blue"),
+                                      salt=97),
+})

@@ -77,6 +77,7 @@ PLUGINS = {
                       'input_size=(3, 16, 16), first_conv="stem.1")))',
     "oops_swallow": 'register(spec("swallow_net", builder="oops_nets:swallowing"))',
     "oops_shortsha": 'register(spec("shortsha_net", weights=(glyphs(sha256="abc123"),)))',
+    "oops_nostages": 'register(spec("nostages_net", stages=(), weights=(glyphs(),)))',
 }
 
 
@@ -176,6 +177,12 @@ def test_build_model_diagnoses_what_it_can(oops):
     with pytest.raises(zoo_core.InvalidArgumentError, match="ignores model argument") as err:
         zoo_core.build_model("swallow_net", 3, "scratch", drop_rate=0.1)
     assert all(part in str(err.value) for part in _who("oops_swallow", "swallow_net"))
+    # no stages: no build at all, so auto (which measures on built models) never reaches a
+    # partial:1 the model cannot apply
+    for strategy in ("linear_probe", "auto"):
+        with pytest.raises(zoo_core.SpecError, match="declares no stages") as err:
+            zoo_core.build_model("nostages_net", 5, strategy)
+        assert all(part in str(err.value) for part in _who("oops_nostages", "nostages_net"))
     model = zoo_core.build_model("good_net", 5, "partial:1")
     assert model.zoo.weights_tag == "glyphs" and model.classifier.out_features == 5
     plugins = {p.name: p for p in zoo_core.list_plugins()}

@@ -13,9 +13,13 @@ the current choice and flagged (``pilot?``).
 
 The candidates, each stated before the part that tests it ran (benchmarks/README.md, stop
 21); ``A`` was adopted after the ``fresh4`` part, which no rule had seen, took auto from 6
-to 10 of 15 with it (the saved runs are the rules *before* it, so ``current`` is the old
-rule and ``A`` the one ``auto`` now follows):
+to 10 of 15 with it (the runs of the first six parts are saved with the rules *before*
+it, so there ``current`` is the old rule and ``A`` the one ``auto`` now follows; ``fresh5``
+was run with A in force, so there ``current`` is A and ``before-A`` the old rule):
 
+- ``before-A``: the rule before A, for the runs saved with A in force (``fresh5``, stop
+  22): scarce + similar keeps ``linear_probe``; on the parts saved before A it is the
+  ``current`` column again;
 - ``pilot-margin`` (R1): a pilot keeps its first candidate unless another beats it by more
   than one standard error of the difference of the two accuracies on the holdout (at least
   a point), and plenty + dissimilar pilots ``finetune`` first (was: ``scratch`` first, one
@@ -88,6 +92,16 @@ def rule_a(row: dict, th) -> tuple[str, str]:
     return row["auto"], ""
 
 
+def rule_before_a(row: dict, th) -> tuple[str, str]:
+    """The rule before A, on runs saved with A in force (fresh5 on): scarce + similar back
+    to ``linear_probe`` (a no-op on runs saved before A)."""
+    if row["auto"] == "partial:1" and row["figures"]["decision"]["cell"] == \
+            "scarce + similar":
+        flag = "pilot?" if "accuracy" in (row["figures"].get("pilot") or {}) else ""
+        return ("partial:1" if flag else "linear_probe"), flag
+    return row["auto"], ""
+
+
 def rule_b(row: dict, th) -> tuple[str, str]:
     if _scarce(row, th.plenty_per_class) and row["auto"] in ("linear_probe", "finetune"):
         flag = "pilot?" if "accuracy" in (row["figures"].get("pilot") or {}) else ""
@@ -116,8 +130,8 @@ def rule_s(row: dict, th) -> tuple[str, str]:
 
 
 _STAGES: dict[tuple, list[float]] = {}
-RULES: dict[str, Callable] = {"pilot-margin": rule_pilot_margin, "A": rule_a, "B": rule_b,
-                              "S": rule_s}
+RULES: dict[str, Callable] = {"before-A": rule_before_a, "pilot-margin": rule_pilot_margin,
+                              "A": rule_a, "B": rule_b, "S": rule_s}
 
 
 def score(rows: list[dict], pick: Callable[[dict], tuple[str, str]]) -> dict:

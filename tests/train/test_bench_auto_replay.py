@@ -95,7 +95,7 @@ def test_replay_scores_a_test_split_run_on_either_split(tmp_path):
 
 
 def test_candidate_rules_replay_the_saved_test_split_runs():
-    """benchmarks/bench_auto_rules.py scores candidate rules on the five saved test-split
+    """benchmarks/bench_auto_rules.py scores candidate rules on the saved test-split
     runs; the current rule's column is each run's own auto, so it must agree with
     bench_auto.py's summary of the same file."""
     import subprocess
@@ -123,6 +123,10 @@ def test_candidate_rules_replay_the_saved_test_split_runs():
     # A swaps linear_probe for partial:1 in scarce + similar only (and says where)
     assert "glyph-groups pc=10 seed=0: linear_probe -> partial:1" in out.stdout
     assert "A on fresh3:\n    (as the current rule)" in out.stdout
+    # before-A undoes A on runs saved with it in force; on runs saved before it, it is
+    # the current rule's column again
+    for part in ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4"):
+        assert lines[part][4:6] == lines[part][2:4]
 
 
 def test_task_filter_names_the_parts_tasks(tmp_path):

@@ -123,8 +123,19 @@ FRESH5 = (
     ("photo-brightness", 60, 30),
     ("photo-shape-colour", 100, 10),
 )
+# Added at stop 22 after candidate C and its criterion were committed (bench_auto_rules.py),
+# and run with the rules unchanged: it decides between A and C.
+FRESH6 = (
+    ("digits5-9-shifted", 10, 30),
+    ("glyphs-sheared", 10, 30),
+    ("glyphs-faint", 10, 30),
+    ("digits0-4-dotted", 10, 30),
+    ("photo-which", 20, 30),
+    ("photo-tiling", 30, 30),
+)
 PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2,
-         "fresh3": FRESH3, "fresh4": FRESH4, "fresh5": FRESH5}
+         "fresh3": FRESH3, "fresh4": FRESH4, "fresh5": FRESH5,
+         "fresh6": FRESH6}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1")

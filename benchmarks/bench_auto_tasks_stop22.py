@@ -1,4 +1,4 @@
-"""Stop 22's fresh part for ``bench_auto.py`` (fresh5), registered in
+"""Stop 22's fresh parts for ``bench_auto.py`` (fresh5, fresh6), registered in
 :data:`bench_auto_tasks.TASKS` on import (with stop 21's parts, which it imports).
 
 fresh5 was written after stop 21 adopted candidate A (scarce + similar trains ``partial:1``
@@ -19,13 +19,29 @@ glyphs). What each task measures:
   global pixel statistic, not an object);
 - ``photo-shape-colour``: a shape drawn on a crop, its class the shape's dominant channel
   (red, green or blue), at 100 images per class (plenty; the shape is irrelevant).
+
+fresh6 was written after candidate C (``bench_auto_rules.py``) and its criterion were
+committed, and before it first ran, with the rules unchanged (A in force):
+
+- ``digits5-9-shifted``: digits shrunk to 40 px and placed anywhere on the canvas
+  (input-level: position);
+- ``glyphs-sheared``: five pretraining glyph classes sheared by +-0.35-0.6 (input-level:
+  geometry);
+- ``glyphs-faint``: the same, strokes at 25-45 grey levels above a ground of 40-90
+  (input-level: contrast);
+- ``digits0-4-dotted``: digits 0-4 seen through a grid of 2 px dots every 4 px
+  (input-level: sampling);
+- ``photo-which``: which photo a crop comes from (scikit-learn's china or flower), 20 per
+  class (natural images, scarce);
+- ``photo-tiling``: a crop tiled 2x2, 3x3 or 4x4 from a smaller copy of itself, 30 per
+  class (a repetition, not an object).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench_auto_tasks import SHAPES, SIZE, Generated, _digit_task, _photo_task
+from bench_auto_tasks import SHAPES, SIZE, Generated, _crop, _digit_task, _photo_task, _photos
 from bench_auto_tasks_stop21 import TASKS, _glyph_task
 
 __all__ = ["TASKS"]
@@ -129,4 +145,89 @@ TASKS.update({
                                     salt=89),
     "photo-shape-colour": _photo_task(_shape_colour_label, 3, ("red", "green", "blue"),
                                       salt=97),
+})
+
+
+# -- the sixth fresh part (stop 22): written after candidate C and its criterion ----------
+
+def _shifted(x: Any, rng: Any) -> Any:
+    """Shrunk to 40 px and pasted anywhere on a black 64 px canvas."""
+    import numpy as np
+    from PIL import Image
+
+    side = 40
+    small = Image.fromarray(x).resize((side, side), Image.BILINEAR)
+    canvas = Image.new("RGB", (SIZE, SIZE))
+    canvas.paste(small, tuple(int(v) for v in rng.integers(0, SIZE - side + 1, size=2)))
+    return np.asarray(canvas)
+
+
+def _sheared(x: Any, rng: Any) -> Any:
+    """Sheared horizontally by 0.35-0.6 either way, about the centre."""
+    import numpy as np
+    from PIL import Image
+
+    k = float(rng.uniform(0.35, 0.6)) * (1 if rng.random() < 0.5 else -1)
+    img = Image.fromarray(x).transform((SIZE, SIZE), Image.AFFINE,
+                                       (1, k, -k * SIZE / 2, 0, 1, 0), Image.BILINEAR)
+    return np.asarray(img)
+
+
+def _faint(x: Any, rng: Any) -> Any:
+    """Strokes 25-45 grey levels above a ground of 40-90."""
+    import numpy as np
+
+    ground = float(rng.uniform(40, 90))
+    lift = float(rng.uniform(25, 45))
+    return (ground + x.astype(np.float32) / 255.0 * lift).clip(0, 255).astype(np.uint8)
+
+
+def _dotted(x: Any, rng: Any) -> Any:
+    """Only 2 x 2 px dots on a 4 px grid kept (random phase)."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    py, px = (int(v) for v in rng.integers(0, 4, size=2))
+    mask = (((yy + py) % 4) < 2) & (((xx + px) % 4) < 2)
+    return (x * mask[..., None]).astype(np.uint8)
+
+
+def _photo_which(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """Class k: a random crop of scikit-learn's photo k (china, flower)."""
+    import numpy as np
+
+    photos = _photos()
+    out = []
+    for stream, n in ((0, per_class), (1, val_per_class)):
+        rng = np.random.default_rng([seed, 101, stream])
+        xs, ys = [], []
+        for k, photo in enumerate(photos):
+            for _ in range(n):
+                xs.append(np.asarray(_crop(rng, [photo])))
+                ys.append(k)
+        out += [np.stack(xs), np.asarray(ys)]
+    return out[0], out[1], out[2], out[3], ("china", "flower")
+
+
+def _tiling_label(img: Any, k: int, rng: Any) -> Any:
+    """Class k: the crop shrunk and tiled 2x2, 3x3 or 4x4 to fill the canvas."""
+    from PIL import Image
+
+    n = k + 2
+    side = -(-SIZE // n)
+    tile = img.resize((side, side), Image.BILINEAR)
+    out = Image.new("RGB", (SIZE, SIZE))
+    for i in range(n):
+        for j in range(n):
+            out.paste(tile, (i * side, j * side))
+    return out
+
+
+TASKS.update({
+    "digits5-9-shifted": _digit_task(_shifted),
+    "glyphs-sheared": _glyph_task(_sheared),
+    "glyphs-faint": _glyph_task(_faint),
+    "digits0-4-dotted": _digit_task(_dotted, (0, 1, 2, 3, 4)),
+    "photo-which": _photo_which,
+    "photo-tiling": _photo_task(_tiling_label, 3, ("2x2", "3x3", "4x4"), salt=103),
 })

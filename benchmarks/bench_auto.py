@@ -133,9 +133,19 @@ FRESH6 = (
     ("photo-which", 20, 30),
     ("photo-tiling", 30, 30),
 )
+# Added at stop 22 after candidate D and its criterion were committed (bench_auto_rules.py),
+# and run with the rules unchanged: it decides between A and D.
+FRESH7 = (
+    ("glyph-halves", 10, 30),
+    ("digit-pairs", 10, 30),
+    ("glyphs-colour", 10, 30),
+    ("glyphs-salt", 10, 30),
+    ("glyphs-shifted", 10, 30),
+    ("glyphs-bold", 10, 30),
+)
 PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2,
          "fresh3": FRESH3, "fresh4": FRESH4, "fresh5": FRESH5,
-         "fresh6": FRESH6}
+         "fresh6": FRESH6, "fresh7": FRESH7}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1")

@@ -1,4 +1,4 @@
-"""Stop 22's fresh parts for ``bench_auto.py`` (fresh5, fresh6), registered in
+"""Stop 22's fresh parts for ``bench_auto.py`` (fresh5, fresh6, fresh7), registered in
 :data:`bench_auto_tasks.TASKS` on import (with stop 21's parts, which it imports).
 
 fresh5 was written after stop 21 adopted candidate A (scarce + similar trains ``partial:1``
@@ -35,6 +35,20 @@ committed, and before it first ran, with the rules unchanged (A in force):
   class (natural images, scarce);
 - ``photo-tiling``: a crop tiled 2x2, 3x3 or 4x4 from a smaller copy of itself, 30 per
   class (a repetition, not an object).
+
+fresh7 was written after candidate D (``bench_auto_rules.py``) and its criterion were
+committed, and before it first ran, with the rules unchanged (A in force). Scarce glyph
+and digit tasks, 10 images per class:
+
+- ``glyph-halves``: 2 classes, each the union of 5 pretraining glyph classes (output-level);
+- ``digit-pairs``: digits 0-5 in 3 classes, {0, 1}, {2, 3}, {4, 5} (output-level, on
+  classes the pretraining never labelled);
+- ``glyphs-colour``: five glyph classes, strokes in one random colour on a ground of
+  another (input-level: colour);
+- ``glyphs-salt``: the same, 12% of the pixels set to black or white (input-level:
+  impulse noise);
+- ``glyphs-shifted``: the same, shrunk to 40 px and placed anywhere (position);
+- ``glyphs-bold``: the same, strokes thickened by a 3 px maximum filter (stroke width).
 """
 
 from __future__ import annotations
@@ -230,4 +244,85 @@ TASKS.update({
     "digits0-4-dotted": _digit_task(_dotted, (0, 1, 2, 3, 4)),
     "photo-which": _photo_which,
     "photo-tiling": _photo_task(_tiling_label, 3, ("2x2", "3x3", "4x4"), salt=103),
+})
+
+
+# -- the seventh fresh part (stop 22): written after candidate D and its criterion --------
+
+def _glyph_halves(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """2 classes, each the union of 5 pretraining glyph classes drawn by the seed."""
+    import numpy as np
+
+    from zoo_core_plugins.zoonet import glyphs
+
+    pool = list(glyphs.PRETRAIN_CLASSES)
+    chosen = [pool[i] for i in np.random.default_rng([seed, 107]).choice(len(pool), 10,
+                                                                          replace=False)]
+    out = []
+    for stream, n in ((0, per_class), (1, val_per_class)):
+        xs, ys = [], []
+        for k in range(2):
+            for j, c in enumerate(chosen[5 * k:5 * k + 5]):
+                m = n // 5 + (1 if j < n % 5 else 0)
+                if m:
+                    x, _ = glyphs.render_set([c], m, seed=seed, stream=stream, size=SIZE)
+                    xs.append(np.repeat(x[..., None], 3, axis=-1))
+                    ys += [k] * m
+        out += [np.concatenate(xs), np.asarray(ys)]
+    return out[0], out[1], out[2], out[3], ("half0", "half1")
+
+
+def _digit_pairs(per_class: int, val_per_class: int, seed: int) -> Generated:
+    """Digits 0-5 as 3 classes, {0, 1}, {2, 3}, {4, 5}: each class half one digit, half the
+    other."""
+    import numpy as np
+
+    make = _digit_task(lambda x, rng: x, (0, 1, 2, 3, 4, 5))
+    x_tr, y_tr, x_va, y_va, _ = make(-(-per_class // 2), -(-val_per_class // 2), seed)
+    out = []
+    for xs, ys, n in ((x_tr, y_tr, per_class), (x_va, y_va, val_per_class)):
+        keep = []
+        for k in range(3):
+            a = np.flatnonzero(ys == 2 * k)
+            b = np.flatnonzero(ys == 2 * k + 1)
+            keep += list(a[:-(-n // 2)]) + list(b[:n // 2])
+        keep = np.asarray(keep)
+        out += [xs[keep], ys[keep] // 2]
+    return out[0], out[1], out[2], out[3], ("01", "23", "45")
+
+
+def _glyph_colour(x: Any, rng: Any) -> Any:
+    """Strokes in one random colour, the ground in another."""
+    import numpy as np
+
+    a = x[..., :1].astype(np.float32) / 255.0
+    ink, ground = (rng.integers(0, 256, size=3).astype(np.float32) for _ in range(2))
+    return (a * ink + (1 - a) * ground).clip(0, 255).astype(np.uint8)
+
+
+def _salt(x: Any, rng: Any) -> Any:
+    """12% of the pixels set to black or white."""
+    import numpy as np
+
+    x = x.copy()
+    hit = rng.random(x.shape[:2]) < 0.12
+    x[hit] = np.where(rng.random(int(hit.sum())) < 0.5, 0, 255)[:, None].astype(np.uint8)
+    return x
+
+
+def _bold_glyph(x: Any, rng: Any) -> Any:
+    """Strokes thickened by a 3 px maximum filter."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    return np.asarray(Image.fromarray(x).filter(ImageFilter.MaxFilter(3)))
+
+
+TASKS.update({
+    "glyph-halves": _glyph_halves,
+    "digit-pairs": _digit_pairs,
+    "glyphs-colour": _glyph_task(_glyph_colour),
+    "glyphs-salt": _glyph_task(_salt),
+    "glyphs-shifted": _glyph_task(_shifted),
+    "glyphs-bold": _glyph_task(_bold_glyph),
 })

@@ -70,14 +70,18 @@ def bn_shift(folder, seed: int, model: str = "zoonet_s") -> dict[str, float]:
             net(batch.x)
     for h in hooks:
         h.remove()
-    out = {}
-    for name, (n, s1, s2, bn) in store.items():
-        mu = s1 / n
-        var = (s2 / n - mu * mu).clamp_min(1e-12)
-        rm, rv = bn.running_mean.double(), bn.running_var.double() + bn.eps
-        kl = 0.5 * (var / rv + (mu - rm) ** 2 / rv - 1.0 - torch.log(var / rv))
-        out[name] = float(kl.mean())
-    return out
+    return {name: kl_from_running(*acc) for name, acc in store.items()}
+
+
+def kl_from_running(n: int, s1, s2, bn) -> float:
+    """The mean over channels of KL(N(sample) || N(running stats)) from ``_kl_hook``'s
+    sums over ``n`` values per channel."""
+    import torch
+
+    mu = s1 / n
+    var = (s2 / n - mu * mu).clamp_min(1e-12)
+    rm, rv = bn.running_mean.double(), bn.running_var.double() + bn.eps
+    return float((0.5 * (var / rv + (mu - rm) ** 2 / rv - 1.0 - torch.log(var / rv))).mean())
 
 
 def per_stage(kl: dict[str, float], stages: tuple[str, ...]) -> list[float]:

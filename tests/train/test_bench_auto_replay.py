@@ -164,3 +164,33 @@ def test_stage_probe_hook_pools_every_output_shape():
     hook(None, (), torch.arange(16.0).reshape(1, 1, 4, 4))  # a feature map: its mean
     hook(None, (), torch.ones(2, 3))  # already flat
     assert store[0].tolist() == [[7.5]] and store[1].shape == (2, 3)
+
+
+def test_bn_shift_hook_measures_the_kl_from_the_running_statistics():
+    """benchmarks/bench_auto_bnshift.py: zero for data like what the BatchNorm learnt, more
+    for shifted data; each BatchNorm counted with the stage it sits in."""
+    import torch
+    import torch.nn as nn
+
+    mod = _bench("bench_auto_bnshift")
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(3, momentum=None).train()
+    x = torch.randn(32, 3, 6, 6) * 2 + 1
+    with torch.no_grad():
+        bn(x)  # cumulative average: its running stats are exactly x's
+    bn.eval()
+
+    def kl(data):
+        store: dict = {}
+        handle = bn.register_forward_pre_hook(mod._kl_hook(store, "bn"))
+        with torch.no_grad():
+            bn(data[:16])
+            bn(data[16:])  # summed over batches
+        handle.remove()
+        return mod.kl_from_running(*store["bn"])
+
+    assert abs(kl(x)) < 1e-3
+    assert kl(x * 0.2 + 3) > 1.0
+    stages = ("stages.0", "stages.1")
+    by = mod.per_stage({"stem.1": 1.0, "stages.0.0.1": 3.0, "stages.1.0.1": 5.0}, stages)
+    assert by == [2.0, 5.0]  # the stem counts with stage 0

@@ -3,6 +3,7 @@
 
     python benchmarks/bench_auto_rules.py                 # every part's saved test-split run
     python benchmarks/bench_auto_rules.py --show A        # ... and candidate A's task-seeds
+    python benchmarks/bench_auto_rules.py --cells         # per cell: A against fixed strategies
 
 Every strategy of a ``bench_auto.py`` run is trained and scored on the test split, and an
 ``auto`` run scores exactly what the explicit run of its choice scores (checked in
@@ -230,15 +231,37 @@ def score(rows: list[dict], pick: Callable[[dict], tuple[str, str]]) -> dict:
             "flagged": flagged, "changed": changed}
 
 
+def print_cells(th) -> None:
+    """Per cell auto measured, over every saved part: the hits and mean points lost of each
+    fixed strategy and of A (auto's rule), non-saturated and not refused."""
+    rows = [r for part in PARTS if (RESULTS / f"bench_auto_test120_{part}.json").exists()
+            for r in json.loads((RESULTS / f"bench_auto_test120_{part}.json").read_text())[part]
+            if r["auto"] != "refused"]
+    cells = sorted({r["figures"]["decision"]["cell"] for r in rows})
+    print(f"{'cell':<20} {'n':>3} {'A':>11} | " + " ".join(f"{k:>13}" for k in FIXED))
+    for cell in cells:
+        mine = [r for r in rows if r["figures"]["decision"]["cell"] == cell]
+        cols = [score(mine, lambda r: rule_a(r, th))] + \
+            [score(mine, lambda r, s=k: (s, "")) for k in FIXED]
+        print(f"{cell:<20} {cols[0]['n']:>3} "
+              + " ".join(f"{c['hits']:>7} {c['lost']:5.2f}" if i else
+                         f"{c['hits']:>3} {c['lost']:5.2f}  |" for i, c in enumerate(cols)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--show", choices=tuple(RULES), nargs="*", default=(),
                     help="list the task-seeds where these candidates choose differently")
+    ap.add_argument("--cells", action="store_true",
+                    help="per cell auto measured (all parts): A against each fixed strategy")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from zoo_core.registry._registry import get_registry
 
     th = get_registry().catalog.auto
+    if args.cells:
+        print_cells(th)
+        return 0
     _STAGES.update(_stage_shares())
     _STEM_KL.update(_stem_kl())
     totals: dict[str, list[float]] = {}

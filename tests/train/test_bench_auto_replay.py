@@ -123,6 +123,18 @@ def test_candidate_rules_replay_the_saved_test_split_runs():
     # A swaps linear_probe for partial:1 in scarce + similar only (and says where)
     assert "glyph-groups pc=10 seed=0: linear_probe -> partial:1" in out.stdout
     assert "A on fresh3:\n    (as the current rule)" in out.stdout
+    # --cells splits the same task-seeds by the cell auto measured (refusals left out)
+    cells = subprocess.run([sys.executable, str(BENCH / "bench_auto_rules.py"), "--cells"],
+                           capture_output=True, text=True, timeout=300)
+    assert cells.returncode == 0, cells.stderr
+    per_cell = [line.split() for line in cells.stdout.splitlines()[1:]]
+    assert {" ".join(c[:3]) for c in per_cell} >= {"scarce + similar", "scarce + dissimilar"}
+    refused = sum(1 for part in bench.PARTS
+                  if (BENCH / "results" / f"bench_auto_test120_{part}.json").exists()
+                  for r in json.loads((BENCH / "results" / f"bench_auto_test120_{part}.json")
+                                      .read_text())[part]
+                  if r["auto"] == "refused" and not bench.saturated(r))
+    assert sum(int(c[3]) for c in per_cell) == total - refused
     # before-A undoes A on runs saved with it in force; on runs saved before it, it is
     # the current rule's column again
     for part in ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4"):

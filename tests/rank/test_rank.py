@@ -82,6 +82,28 @@ def test_rank_scores_every_tag_and_recommends_like_auto(digits):
     assert json.loads(json.dumps(r.as_dict()))["rows"][0]["name"] == first.name
 
 
+def test_rank_decides_from_the_figures_auto_decides_from(digits, monkeypatch):
+    """The strategy column comes from decide() with auto's arguments: each probe's own
+    spread and fold count, and chance on the validation split (not the training set)."""
+    from zoo_core.data._data import scan_image_folder
+    from zoo_core.strategies import _decide
+
+    seen: list[dict] = []
+    real = _decide.decide
+    monkeypatch.setattr(_decide, "decide", lambda **kw: seen.append(kw) or real(**kw))
+    r = rank_models(digits, ["zoonet_s.glyphs"], **FAST)
+    folder = scan_image_folder(digits, warn=False)
+    val = np.bincount([lab for _, lab in folder.val])
+    train = np.bincount([lab for _, lab in folder.train])
+    assert r.chance == pytest.approx(val.max() / val.sum()) != train.max() / train.sum()
+    (kw,) = seen
+    (row,) = r.rows
+    assert kw["chance"] == r.chance and kw["probe_pretrained"] == row.probe.mean
+    assert (kw["spread_pretrained"], kw["spread_random"], kw["folds"]) == (
+        row.probe.std, row.random.std, row.random.folds)
+    assert row.strategy == real(**kw).strategy
+
+
 def test_patterns_match_architectures_and_tags():
     full = [c.name for c in find_candidates(["zoonet_s.digits04"])[0]]
     assert full == ["zoonet_s.digits04"]

@@ -11,9 +11,12 @@ estimators ``auto`` uses (:mod:`zoo_core.train._measure`):
   architecture (BatchNorm recalibrated; measured once per architecture and shared by its
   weights tags).
 
-Then :func:`zoo_core.strategies._decide.decide` recommends a strategy, exactly as ``auto`` does
-(without its pilot). Candidates are ranked by the probe (the predicted accuracy after
-fine-tuning), LogME breaking ties; neighbours closer than the probe's fold spread allows
+Then :func:`zoo_core.strategies._decide.decide` recommends a strategy from the same figures
+``auto`` decides from (its probes' spreads and folds, chance on the validation split), but
+without its permutation evidence and its pilot: a refusal follows the probes' margin and
+:func:`settle_refusals`, so ``zoo finetune`` may still decide otherwise. Candidates are
+ranked by the probe (the predicted accuracy after fine-tuning), LogME breaking ties;
+neighbours closer than the probe's fold spread allows
 are marked as ties.
 """
 
@@ -81,6 +84,16 @@ def _load_data(data: Any, seed: int) -> FolderData:
             f"too little data to rank backbones on {folder.root!r}: every class needs at "
             f"least 2 training images to cross-validate a probe, and {small}; add images")
     return folder
+
+
+def data_chance(folder: FolderData) -> float:
+    """What a constant guess scores where results are measured: the validation split's
+    majority rate (the training set's where there is none), as ``auto`` computes it."""
+    import numpy as np
+
+    labels = [lab for _, lab in folder.val] or [lab for _, lab in folder.train]
+    counts = np.bincount(labels)
+    return float(counts.max() / counts.sum())
 
 
 def _one_thread() -> Any:
@@ -208,8 +221,6 @@ class _Scorer:
         return score
 
     def score(self, cand: Candidate) -> Scored:
-        import numpy as np
-
         from zoo_core.build._builder import build_model
         from zoo_core.registry._registry import get_registry
         from zoo_core.strategies._decide import decide
@@ -239,10 +250,10 @@ class _Scorer:
         if rand is None:
             return Scored(cand.name, "budget", reason="stopped before its random-init "
                           "baseline", seconds=spent(), weights=cand.how)
-        counts = np.bincount([lab for _, lab in self.folder.train])
         d = decide(per_class=len(self.folder.train) / self.folder.num_classes,
-                   chance=float(counts.max() / counts.sum()), probe_pretrained=probe.mean,
+                   chance=data_chance(self.folder), probe_pretrained=probe.mean,
                    probe_random=rand.mean, spread=max(probe.std, rand.std),
+                   spread_pretrained=probe.std, spread_random=rand.std, folds=rand.folds,
                    thresholds=get_registry().catalog.auto)
         return Scored(cand.name, "measured", probe=probe, logme=evidence, random=rand,
                       strategy=d.strategy, reason=d.reason, pilot=d.pilot, params=params,
@@ -378,9 +389,6 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     finally:
         bar.close()
     n = len(folder.train)
-    import numpy as np
-
-    counts = np.bincount([lab for _, lab in folder.train])
     undecodable = sorted(scorer.undecodable)
     if undecodable:
         import warnings
@@ -395,10 +403,11 @@ def rank_models(data: Any, models: Sequence[str] | None = None, *,
     links = sum(_is_link_skip(why) for _, why in folder.skipped)
     skipped_images = [list(s) for s in folder.skipped] + \
         [[p, "failed to decode"] for p in undecodable]
-    rows = settle_refusals(rows, chance=float(counts.max() / n))
+    chance = data_chance(folder)
+    rows = settle_refusals(rows, chance=chance)
     return Ranking(rows=tuple(_order(rows)), skipped=tuple(skipped), data=folder.root,
                    num_train=n, num_classes=folder.num_classes,
-                   per_class=n / folder.num_classes, chance=float(counts.max() / n),
+                   per_class=n / folder.num_classes, chance=chance,
                    images=len(scorer.idx),
                    bad_images=len(folder.skipped) - links + len(undecodable),
                    bad_links=links,

@@ -50,9 +50,11 @@ at ten images per class, where ``linear_probe`` leads ``partial:1`` by 3.0-5.4 p
 (``python benchmarks/bench_auto_rules.py``, candidate A). On the three parts written after
 it (stop 22) it hit 38 of 54 against 39 for the frozen backbone, with fewer points lost on
 each (1.6 against 2.2 on average): which layers ten images per class should train depends
-on the kind of shift, and nothing measured here tells the kinds apart reliably. Where the share is within one
-standard error of ``similar_share``, the decision names a pilot of both sides instead of
-trusting the threshold (it runs only with images enough to hold out).
+on the kind of shift, and nothing measured here tells the kinds apart reliably.
+
+Where the share is within one standard error of ``similar_share``, the decision names a
+pilot of both sides instead of trusting the threshold (it runs only with images enough to
+hold out).
 
 >>> d = decide(per_class=10, chance=0.2, probe_pretrained=0.9, probe_random=0.6, spread=0.05)
 >>> d.cell, d.table_choice, d.strategy

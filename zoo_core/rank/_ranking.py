@@ -16,8 +16,7 @@ Then :func:`zoo_core.strategies._decide.decide` recommends a strategy from the s
 without its permutation evidence and its pilot: a refusal follows the probes' margin and
 :func:`settle_refusals`, so ``zoo finetune`` may still decide otherwise. Candidates are
 ranked by the probe (the predicted accuracy after fine-tuning), LogME breaking ties;
-neighbours closer than the probe's fold spread allows
-are marked as ties.
+neighbours closer than the probe's fold spread allows are marked as ties.
 """
 
 from __future__ import annotations

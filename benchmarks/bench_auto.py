@@ -144,9 +144,20 @@ FRESH7 = (
     ("glyphs-shifted", 10, 30),
     ("glyphs-bold", 10, 30),
 )
+# Added at stop 22 after fresh7 had run, with no rule changed: more unseen task-seeds for
+# the estimate, and stop 21's candidate B tested under a criterion committed with it.
+FRESH8 = (
+    ("glyphs-rotated", 10, 30),
+    ("digits5-9-gamma", 10, 30),
+    ("glyph-one-vs-six", 10, 30),
+    ("photo-hue", 40, 30),
+    ("photo-blocky", 60, 30),
+    ("photo-outlines", 100, 10),
+)
 PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2,
          "fresh3": FRESH3, "fresh4": FRESH4, "fresh5": FRESH5,
-         "fresh6": FRESH6, "fresh7": FRESH7}
+         "fresh6": FRESH6, "fresh7": FRESH7,
+         "fresh8": FRESH8}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1")
@@ -157,7 +168,7 @@ def saved_task_folder(row: dict) -> object:
     """The training and validation images a saved ``--test-per-class`` row trained on,
     written again exactly as the run wrote them (seeded), its test split set aside."""
     from bench_auto_tasks import write_task
-    from bench_auto_tasks_stop22 import TASKS as EXTRA
+    from bench_auto_tasks_stop22b import TASKS as EXTRA
 
     from zoo_core.data._data import scan_image_folder
     from zoo_core.data._embedded import embedded_task
@@ -357,7 +368,7 @@ def main() -> int:
 
     import torch
     from bench_auto_tasks import write_task
-    from bench_auto_tasks_stop22 import TASKS as EXTRA
+    from bench_auto_tasks_stop22b import TASKS as EXTRA
 
     from zoo_core.train._compare import run_cell
     from zoo_core.weights._weights import cache_dir

@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6",
-         "fresh7")
+         "fresh7", "fresh8")
 SHOWN = ("linear_probe", "partial:1", "first:1", "finetune")
 
 

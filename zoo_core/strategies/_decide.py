@@ -47,10 +47,11 @@ known glyphs and digits (over photos, noisy, small, inverted, occluded), where
 ``partial:1`` stayed within 2 points on most; on a part no rule had seen (``fresh4``) this
 took auto from 6 to 10 of 15 task-seeds. The cost: glyph classes regrouped into new labels
 at ten images per class, where ``linear_probe`` leads ``partial:1`` by 3.0-5.4 points
-(``python benchmarks/bench_auto_rules.py``, candidate A). On the three parts written after
-it (stop 22) it hit 38 of 54 against 39 for the frozen backbone, with fewer points lost on
-each (1.6 against 2.2 on average): which layers ten images per class should train depends
-on the kind of shift, and nothing measured here tells the kinds apart reliably.
+(``python benchmarks/bench_auto_rules.py``, candidate A). On the four parts written after
+it in stop 22 it hit 51 of 72 against 52 for the frozen backbone, with fewer points lost
+on three and as many on the fourth (1.8 against 2.2 on average): which layers ten images
+per class should train depends on the kind of shift, and nothing measured here tells the
+kinds apart reliably.
 
 Where the share is within one standard error of ``similar_share``, the decision names a
 pilot of both sides instead of trusting the threshold (it runs only with images enough to

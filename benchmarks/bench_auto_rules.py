@@ -28,7 +28,9 @@ was run with A in force, so there ``current`` is A and ``before-A`` the old rule
 - ``A``: scarce + similar trains ``partial:1`` instead of ``linear_probe``;
 - ``B``: every scarce decision to train (``linear_probe`` or ``finetune``) becomes
   ``partial:1`` where the pretrained gain is significant (``similar_gain`` and twice its
-  standard error), else ``finetune``;
+  standard error), else ``finetune``. Tested on ``fresh8`` (stop 22) under the criterion in
+  the commit that added that part (at least A's hits and fewer points lost): 13 against 13
+  hits, 3.33 points lost against 2.44, **not supported**;
 - ``S`` (the stage-0 hypothesis, read off the five parts above and written down before the
   ``fresh4`` part first ran): scarce + similar keeps ``linear_probe`` where the first
   stage's pretrained gain is below 0.15 of the room above chance, else trains

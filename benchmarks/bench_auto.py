@@ -189,6 +189,15 @@ def saturated(row: dict) -> bool:
     return max(accs) - min(accs) <= SATURATED_POINTS
 
 
+def scarce_rows(part: str) -> list[dict]:
+    """The saved test-split run's scarce task-seeds of ``part`` (fewer than 100 images per
+    class) that auto did not refuse and that tell strategies apart (not saturated)."""
+    path = Path(__file__).resolve().parent / "results" / f"bench_auto_test120_{part}.json"
+    return [r for r in json.loads(path.read_text())[part]
+            if (r["figures"].get("per_class") or 0) < 100 and r["auto"] != "refused"
+            and not saturated(r)]
+
+
 def hindsight(rows: list[dict], strategies: tuple[str, ...]) -> tuple[int, float]:
     """A ceiling for any rule that decides per task: per (task, images per class), the one
     strategy of ``strategies`` best on average over the seeds, *chosen on the scored results

@@ -101,7 +101,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     import torch
-    from bench_auto import saturated, saved_task_folder
+    from bench_auto import saved_task_folder, scarce_rows
 
     from zoo_core.registry._registry import get_registry
 
@@ -111,11 +111,7 @@ def main() -> int:
     print(f"{'part':<7} {'task':<20} {'pc':>3} {'s':>1} {'stem KL':>8}  KL per stage"
           f"{'':>9} {'cell':<20} points lost: " + " ".join(f"{s:>8}" for s in SHOWN))
     for part in args.parts:
-        path = HERE / "results" / f"bench_auto_test120_{part}.json"
-        for r in json.loads(path.read_text())[part]:
-            pc = r["figures"].get("per_class") or 0
-            if pc >= 100 or r["auto"] == "refused" or saturated(r):
-                continue
+        for r in scarce_rows(part):
             kl = bn_shift(saved_task_folder(r), r["seed"])
             stem = next(iter(kl.values()))
             by_stage = per_stage(kl, stages)

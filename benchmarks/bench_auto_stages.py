@@ -90,18 +90,14 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     import torch
-    from bench_auto import saturated, saved_task_folder
+    from bench_auto import saved_task_folder, scarce_rows
 
     torch.set_num_threads(1)
     rows_out = []
     print(f"{'part':<7} {'task':<20} {'pc':>3} {'s':>1}  gain share per stage (pre-rand)/"
           f"(1-chance)   points lost: " + " ".join(f"{s:>8}" for s in SHOWN))
     for part in args.parts:
-        rows = json.loads((HERE / "results" / f"bench_auto_test120_{part}.json").read_text())
-        for r in rows[part]:
-            pc = r["figures"].get("per_class") or 0
-            if pc >= 100 or r["auto"] == "refused" or saturated(r):
-                continue
+        for r in scarce_rows(part):
             task, seed = r["task"], r["seed"]
             folder = saved_task_folder(r)
             probes = stage_probes(folder, seed)

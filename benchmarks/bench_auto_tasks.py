@@ -70,17 +70,24 @@ def _draw_shape(img: Any, shape: str, rng: Any) -> Any:
     r = int(rng.integers(9, 20))
     cx, cy = (int(v) for v in rng.integers(r + 2, SIZE - r - 2, size=2))
     colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
-    if shape == "circle":
-        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
-    elif shape == "square":
-        d.rectangle((cx - r, cy - r, cx + r, cy + r), fill=colour)
-    elif shape == "triangle":
-        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
-    else:
-        w = max(3, r // 3)
-        d.rectangle((cx - r, cy - w, cx + r, cy + w), fill=colour)
-        d.rectangle((cx - w, cy - r, cx + w, cy + r), fill=colour)
+    fill_shape(d, shape, cx, cy, r, colour, bar=max(3, r // 3))
     return img
+
+
+def fill_shape(d: Any, shape: str, cx: int, cy: int, r: int, fill: tuple,
+               bar: int) -> None:
+    """Draw ``shape`` of radius ``r`` at (cx, cy), filled; a cross's bars are ``bar`` px
+    from its axis."""
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        d.ellipse(box, fill=fill)
+    elif shape == "square":
+        d.rectangle(box, fill=fill)
+    elif shape == "triangle":
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    else:
+        d.rectangle((cx - r, cy - bar, cx + r, cy + bar), fill=fill)
+        d.rectangle((cx - bar, cy - r, cx + bar, cy + r), fill=fill)
 
 
 def _photo_task(label_fn: Callable[[Any, int, Any], Any], n_classes: int,

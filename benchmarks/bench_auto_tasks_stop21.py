@@ -241,28 +241,40 @@ def _on_photo(x: Any, rng: Any) -> Any:
     return (a * ink + (1 - a) * ground).clip(0, 255).astype(np.uint8)
 
 
-def _glyph_pairs(per_class: int, val_per_class: int, seed: int) -> Generated:
-    """4 classes, each the union of 2 pretraining glyph classes drawn by the seed (an
-    output-level shift, pairs instead of glyph-groups' fours)."""
-    import numpy as np
+def _glyph_unions(sizes: tuple[int, ...], salt: int,
+                  names: tuple[str, ...]) -> Callable[[int, int, int], Generated]:
+    """Class k: the union of ``sizes[k]`` pretraining glyph classes drawn by the seed (an
+    output-level shift), its images shared out evenly over them."""
 
-    from zoo_core_plugins.zoonet import glyphs
+    def make(per_class: int, val_per_class: int, seed: int) -> Generated:
+        import numpy as np
 
-    pool = list(glyphs.PRETRAIN_CLASSES)
-    chosen = [pool[i] for i in np.random.default_rng([seed, 79]).choice(len(pool), 8,
-                                                                         replace=False)]
-    out = []
-    for stream, n in ((0, per_class), (1, val_per_class)):
-        xs, ys = [], []
-        for k in range(4):
-            for j, c in enumerate(chosen[2 * k:2 * k + 2]):
-                m = n // 2 + (1 if j < n % 2 else 0)
-                if m:
-                    x, _ = glyphs.render_set([c], m, seed=seed, stream=stream, size=SIZE)
-                    xs.append(np.repeat(x[..., None], 3, axis=-1))
-                    ys += [k] * m
-        out += [np.concatenate(xs), np.asarray(ys)]
-    return out[0], out[1], out[2], out[3], tuple(f"pair{k}" for k in range(4))
+        from zoo_core_plugins.zoonet import glyphs
+
+        pool = list(glyphs.PRETRAIN_CLASSES)
+        picked = np.random.default_rng([seed, salt]).choice(len(pool), sum(sizes),
+                                                            replace=False)
+        chosen = [pool[i] for i in picked]
+        starts = np.cumsum((0, *sizes))
+        out = []
+        for stream, n in ((0, per_class), (1, val_per_class)):
+            xs, ys = [], []
+            for k, size in enumerate(sizes):
+                for j, c in enumerate(chosen[starts[k]:starts[k] + size]):
+                    m = n // size + (1 if j < n % size else 0)
+                    if m:
+                        x, _ = glyphs.render_set([c], m, seed=seed, stream=stream,
+                                                 size=SIZE)
+                        xs.append(np.repeat(x[..., None], 3, axis=-1))
+                        ys += [k] * m
+            out += [np.concatenate(xs), np.asarray(ys)]
+        return out[0], out[1], out[2], out[3], names
+
+    return make
+
+
+# 4 classes of 2 glyph classes each (pairs instead of glyph-groups' fours)
+_glyph_pairs = _glyph_unions((2, 2, 2, 2), 79, tuple(f"pair{k}" for k in range(4)))
 
 
 TASKS.update({

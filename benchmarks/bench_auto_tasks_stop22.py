@@ -55,8 +55,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_auto_tasks import SHAPES, SIZE, Generated, _crop, _digit_task, _photo_task, _photos
-from bench_auto_tasks_stop21 import TASKS, _glyph_task
+from bench_auto_tasks import (
+    SHAPES,
+    SIZE,
+    Generated,
+    _crop,
+    _digit_task,
+    _photo_task,
+    _photos,
+    fill_shape,
+)
+from bench_auto_tasks_stop21 import TASKS, _glyph_task, _glyph_unions
 
 __all__ = ["TASKS"]
 
@@ -76,29 +85,6 @@ def _glyph_thin(x: Any, rng: Any) -> Any:
     from PIL import Image, ImageFilter
 
     return 255 - np.asarray(Image.fromarray(x).filter(ImageFilter.MinFilter(3)))
-
-
-def _glyph_triples(per_class: int, val_per_class: int, seed: int) -> Generated:
-    """3 classes, each the union of 3 pretraining glyph classes drawn by the seed."""
-    import numpy as np
-
-    from zoo_core_plugins.zoonet import glyphs
-
-    pool = list(glyphs.PRETRAIN_CLASSES)
-    chosen = [pool[i] for i in np.random.default_rng([seed, 83]).choice(len(pool), 9,
-                                                                         replace=False)]
-    out = []
-    for stream, n in ((0, per_class), (1, val_per_class)):
-        xs, ys = [], []
-        for k in range(3):
-            for j, c in enumerate(chosen[3 * k:3 * k + 3]):
-                m = n // 3 + (1 if j < n % 3 else 0)
-                if m:
-                    x, _ = glyphs.render_set([c], m, seed=seed, stream=stream, size=SIZE)
-                    xs.append(np.repeat(x[..., None], 3, axis=-1))
-                    ys += [k] * m
-        out += [np.concatenate(xs), np.asarray(ys)]
-    return out[0], out[1], out[2], out[3], tuple(f"triple{k}" for k in range(3))
 
 
 def _jpeg(x: Any, rng: Any) -> Any:
@@ -135,25 +121,14 @@ def _shape_colour_label(img: Any, k: int, rng: Any) -> Any:
     cx, cy = (int(v) for v in rng.integers(r + 2, SIZE - r - 2, size=2))
     colour = [int(v) for v in rng.integers(0, 91, size=3)]
     colour[k] = int(rng.integers(170, 256))
-    fill = tuple(colour)
-    box = (cx - r, cy - r, cx + r, cy + r)
-    if shape == "circle":
-        d.ellipse(box, fill=fill)
-    elif shape == "square":
-        d.rectangle(box, fill=fill)
-    elif shape == "triangle":
-        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
-    else:
-        w = max(2, r // 3)
-        d.rectangle((cx - r, cy - w, cx + r, cy + w), fill=fill)
-        d.rectangle((cx - w, cy - r, cx + w, cy + r), fill=fill)
+    fill_shape(d, shape, cx, cy, r, tuple(colour), bar=max(2, r // 3))
     return img
 
 
 TASKS.update({
     "glyphs-blurred": _glyph_task(_glyph_blurred),
     "glyphs-thin": _glyph_task(_glyph_thin),
-    "glyph-triples": _glyph_triples,
+    "glyph-triples": _glyph_unions((3, 3, 3), 83, tuple(f"triple{k}" for k in range(3))),
     "digits0-4-jpeg": _digit_task(_jpeg, (0, 1, 2, 3, 4)),
     "photo-brightness": _photo_task(_brightness_label, 3, ("dark", "dim", "bright"),
                                     salt=89),
@@ -249,29 +224,6 @@ TASKS.update({
 
 # -- the seventh fresh part (stop 22): written after candidate D and its criterion --------
 
-def _glyph_halves(per_class: int, val_per_class: int, seed: int) -> Generated:
-    """2 classes, each the union of 5 pretraining glyph classes drawn by the seed."""
-    import numpy as np
-
-    from zoo_core_plugins.zoonet import glyphs
-
-    pool = list(glyphs.PRETRAIN_CLASSES)
-    chosen = [pool[i] for i in np.random.default_rng([seed, 107]).choice(len(pool), 10,
-                                                                          replace=False)]
-    out = []
-    for stream, n in ((0, per_class), (1, val_per_class)):
-        xs, ys = [], []
-        for k in range(2):
-            for j, c in enumerate(chosen[5 * k:5 * k + 5]):
-                m = n // 5 + (1 if j < n % 5 else 0)
-                if m:
-                    x, _ = glyphs.render_set([c], m, seed=seed, stream=stream, size=SIZE)
-                    xs.append(np.repeat(x[..., None], 3, axis=-1))
-                    ys += [k] * m
-        out += [np.concatenate(xs), np.asarray(ys)]
-    return out[0], out[1], out[2], out[3], ("half0", "half1")
-
-
 def _digit_pairs(per_class: int, val_per_class: int, seed: int) -> Generated:
     """Digits 0-5 as 3 classes, {0, 1}, {2, 3}, {4, 5}: each class half one digit, half the
     other."""
@@ -319,7 +271,7 @@ def _bold_glyph(x: Any, rng: Any) -> Any:
 
 
 TASKS.update({
-    "glyph-halves": _glyph_halves,
+    "glyph-halves": _glyph_unions((5, 5), 107, ("half0", "half1")),
     "digit-pairs": _digit_pairs,
     "glyphs-colour": _glyph_task(_glyph_colour),
     "glyphs-salt": _glyph_task(_salt),

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_auto_tasks import SIZE, Generated, _digit_task, _photo_task
-from bench_auto_tasks_stop21 import _glyph_task
+from bench_auto_tasks import SIZE, _digit_task, _photo_task
+from bench_auto_tasks_stop21 import _glyph_task, _glyph_unions
 from bench_auto_tasks_stop22 import TASKS
 
 __all__ = ["TASKS"]
@@ -45,29 +45,6 @@ def _gamma(x: Any, rng: Any) -> Any:
     import numpy as np
 
     return (255.0 * (x.astype(np.float32) / 255.0) ** 0.35).clip(0, 255).astype(np.uint8)
-
-
-def _one_vs_six(per_class: int, val_per_class: int, seed: int) -> Generated:
-    """Class 0: one pretraining glyph class; class 1: six others, in equal shares."""
-    import numpy as np
-
-    from zoo_core_plugins.zoonet import glyphs
-
-    pool = list(glyphs.PRETRAIN_CLASSES)
-    chosen = [pool[i] for i in np.random.default_rng([seed, 109]).choice(len(pool), 7,
-                                                                         replace=False)]
-    out = []
-    for stream, n in ((0, per_class), (1, val_per_class)):
-        xs, ys = [], []
-        for k, group in enumerate((chosen[:1], chosen[1:])):
-            for j, c in enumerate(group):
-                m = n // len(group) + (1 if j < n % len(group) else 0)
-                if m:
-                    x, _ = glyphs.render_set([c], m, seed=seed, stream=stream, size=SIZE)
-                    xs.append(np.repeat(x[..., None], 3, axis=-1))
-                    ys += [k] * m
-        out += [np.concatenate(xs), np.asarray(ys)]
-    return out[0], out[1], out[2], out[3], ("one", "six")
 
 
 def _hue_label(img: Any, k: int, rng: Any) -> Any:
@@ -114,7 +91,7 @@ def _outline_label(img: Any, k: int, rng: Any) -> Any:
 TASKS.update({
     "glyphs-rotated": _glyph_task(_turned),
     "digits5-9-gamma": _digit_task(_gamma),
-    "glyph-one-vs-six": _one_vs_six,
+    "glyph-one-vs-six": _glyph_unions((1, 6), 109, ("one", "six")),
     "photo-hue": _photo_task(_hue_label, 3, ("rgb", "brg", "gbr"), salt=113),
     "photo-blocky": _photo_task(_blocky_label, 3, ("px1", "px4", "px8"), salt=127),
     "photo-outlines": _photo_task(_outline_label, 4, ("circle", "square", "triangle",

@@ -80,12 +80,34 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6",
-         "fresh7", "fresh8")
+         "fresh7", "fresh8", "fresh9")
 STAGE0_SHARE = 0.15  # rule S
 PARTIAL_SHARE = 0.30  # rule C
 STEM_KL = 0.05  # rule D
 RESULTS = HERE / "results"
-FIXED = ("linear_probe", "partial:1", "finetune", "scratch", "first:1")
+FIXED = ("linear_probe", "partial:1", "finetune", "scratch", "first:1", "lp_ft")
+
+
+def load_part(part: str, more: tuple[str, ...] = ()) -> list[dict] | None:
+    """The saved test-split run of ``part`` (None if there is none), each row tagged with its
+    part; with ``more``, each named strategy that ``bench_auto_more.py`` trained afterwards
+    (``results/bench_auto_more_<strategy>.json``) joins the row's accuracies, and so counts
+    in its best. Only reproduced, non-saturated rows were trained again: a saturated row
+    stays saturated on its own strategies."""
+    path = RESULTS / f"bench_auto_test120_{part}.json"
+    if not path.exists():
+        return None
+    rows = [{**r, "part": part, "accuracy": dict(r["accuracy"])}
+            for r in json.loads(path.read_text())[part]]
+    for strategy in more:
+        saved = json.loads((RESULTS / f"bench_auto_more_{strategy.replace(':', '')}.json")
+                           .read_text()).get(part) or []
+        got = {(m["task"], m["per_class"], m["seed"]): m["accuracy"] for m in saved
+               if m["reproduced"]}
+        for r in rows:
+            if (r["task"], r["per_class"], r["seed"]) in got:
+                r["accuracy"][strategy] = got[(r["task"], r["per_class"], r["seed"])]
+    return rows
 
 
 def _significant_gain(row: dict, similar_gain: float) -> bool:
@@ -217,6 +239,8 @@ def score(rows: list[dict], pick: Callable[[dict], tuple[str, str]]) -> dict:
         if saturated(r):
             continue
         choice, flag = pick(r)
+        if choice not in r["accuracy"] and choice != "refused":
+            return {"hits": None, "n": 0, "lost": 0.0, "flagged": 0, "changed": []}
         flagged += bool(flag)
         best = max(r["accuracy"].values())
         hit = score_auto(choice, r["accuracy"], r["chance"])
@@ -233,12 +257,10 @@ def score(rows: list[dict], pick: Callable[[dict], tuple[str, str]]) -> dict:
             "flagged": flagged, "changed": changed}
 
 
-def print_cells(th) -> None:
+def print_cells(th, more: tuple[str, ...] = ()) -> None:
     """Per cell auto measured, over every saved part: the hits and mean points lost of each
     fixed strategy and of A (auto's rule), non-saturated and not refused."""
-    rows = [r for part in PARTS if (RESULTS / f"bench_auto_test120_{part}.json").exists()
-            for r in json.loads((RESULTS / f"bench_auto_test120_{part}.json").read_text())[part]
-            if r["auto"] != "refused"]
+    rows = [r for part in PARTS for r in load_part(part, more) or () if r["auto"] != "refused"]
     cells = sorted({r["figures"]["decision"]["cell"] for r in rows})
     print(f"{'cell':<20} {'n':>3} {'A':>11} | " + " ".join(f"{k:>13}" for k in FIXED))
     for cell in cells:
@@ -246,7 +268,8 @@ def print_cells(th) -> None:
         cols = [score(mine, lambda r: rule_a(r, th))] + \
             [score(mine, lambda r, s=k: (s, "")) for k in FIXED]
         print(f"{cell:<20} {cols[0]['n']:>3} "
-              + " ".join(f"{c['hits']:>7} {c['lost']:5.2f}" if i else
+              + " ".join((f"{'-     -':>13}" if c["hits"] is None else
+                          f"{c['hits']:>7} {c['lost']:5.2f}") if i else
                          f"{c['hits']:>3} {c['lost']:5.2f}  |" for i, c in enumerate(cols)))
 
 
@@ -256,13 +279,23 @@ def main() -> int:
                     help="list the task-seeds where these candidates choose differently")
     ap.add_argument("--cells", action="store_true",
                     help="per cell auto measured (all parts): A against each fixed strategy")
+    ap.add_argument("--more", nargs="+", default=(), metavar="STRATEGY",
+                    help="add strategies bench_auto_more.py trained on the saved task-seeds "
+                    "afterwards (results/bench_auto_more_<strategy>.json): they count in "
+                    "the best")
     args = ap.parse_args()
+    more = tuple(args.more)
+    for strategy in more:
+        if not (RESULTS / f"bench_auto_more_{strategy.replace(':', '')}.json").exists():
+            ap.error(f"--more {strategy}: no results/bench_auto_more_"
+                     f"{strategy.replace(':', '')}.json; run benchmarks/bench_auto_more.py "
+                     f"--strategy {strategy} --json <that file> first")
     sys.path.insert(0, str(HERE))
     from zoo_core.registry._registry import get_registry
 
     th = get_registry().catalog.auto
     if args.cells:
-        print_cells(th)
+        print_cells(th, more)
         return 0
     _STAGES.update(_stage_shares())
     _STEM_KL.update(_stem_kl())
@@ -271,17 +304,18 @@ def main() -> int:
           + " ".join(f"{k:>13}" for k in RULES) + " | "
           + " ".join(f"{k:>13}" for k in FIXED))
     for part in PARTS:
-        path = RESULTS / f"bench_auto_test120_{part}.json"
-        if not path.exists():
-            print(f"{part:<8} (no saved run: {path.name})")
+        rows = load_part(part, more)
+        if rows is None:
+            print(f"{part:<8} (no saved run: bench_auto_test120_{part}.json)")
             continue
-        rows = [{**r, "part": part} for r in json.loads(path.read_text())[part]]
         cols = {"current": score(rows, lambda r: (r["auto"], ""))}
         cols.update({k: score(rows, lambda r, f=f: f(r, th)) for k, f in RULES.items()})
         cols.update({k: score(rows, lambda r, s=k: (s, "")) for k in FIXED})
         n = cols["current"]["n"]
 
         def cell(c: dict) -> str:
+            if c["hits"] is None:  # a strategy this part's saved run did not train
+                return "-     -"
             return f"{c['hits']:>2} {c['lost']:5.2f}{'?' if c['flagged'] else ' '}"
 
         print(f"{part:<8} {n:>3} {cell(cols['current']):>13} "
@@ -289,6 +323,10 @@ def main() -> int:
               + " ".join(f"{cell(cols[k]):>13}" for k in FIXED))
         for k, c in cols.items():
             t = totals.setdefault(k, [0, 0, 0.0])
+            if c["hits"] is None:
+                t[0] = None
+            if t[0] is None:
+                continue
             t[0] += c["hits"]
             t[1] += c["n"]
             t[2] += c["lost"] * c["n"]
@@ -299,7 +337,7 @@ def main() -> int:
 
     def tot(k: str) -> str:
         h, m, s = totals[k]
-        return f"{int(h):>2} {s / m:5.2f} "
+        return "-     - " if h is None else f"{int(h):>2} {s / m:5.2f} "
 
     print(f"{'all':<8} {n:>3} {tot('current'):>13} "
           + " ".join(f"{tot(k):>13}" for k in RULES) + " | "

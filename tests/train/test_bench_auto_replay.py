@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -117,7 +119,7 @@ def test_candidate_rules_replay_the_saved_test_split_runs():
                                     f"{s['mean_points_lost']:.2f}"]
         # the fixed-strategy columns agree with bench_auto.py's too
         fixed = lines[part][lines[part].index("|") + 1:][::2]
-        assert fixed == [str(s["fixed_hits"][k]) for k in bench.STRATEGIES]
+        assert fixed == [str(s["fixed_hits"].get(k, "-")) for k in bench.STRATEGIES]
         total += s["task_seeds"]
     assert lines["all"][1] == str(total)
     # A swaps linear_probe for partial:1 in scarce + similar only (and says where)
@@ -206,3 +208,29 @@ def test_bn_shift_hook_measures_the_kl_from_the_running_statistics():
     stages = ("stages.0", "stages.1")
     by = mod.per_stage({"stem.1": 1.0, "stages.0.0.1": 3.0, "stages.1.0.1": 5.0}, stages)
     assert by == [2.0, 5.0]  # the stem counts with stage 0
+
+
+@pytest.mark.slow
+def test_more_strategies_train_on_the_saved_task_seeds_as_they_were(tmp_path):
+    """benchmarks/bench_auto_more.py writes a saved task-seed again and trains one more
+    strategy on it: trained again, a strategy the saved run trained scores what it scored
+    (and the linear_probe check says the task came back as it was)."""
+    import subprocess
+
+    saved = next(r for r in json.loads((BENCH / "results" / "bench_auto_test120_fresh7.json")
+                                       .read_text())["fresh7"]
+                 if (r["task"], r["seed"]) == ("glyph-halves", 0))
+    out_json = tmp_path / "more.json"
+    out = subprocess.run([sys.executable, str(BENCH / "bench_auto_more.py"), "--strategy",
+                          "partial:1", "--parts", "fresh7", "--task", "glyph-halves",
+                          "--seed", "0", "--json", str(out_json)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out_json.read_text())["fresh7"]
+    assert row["reproduced"] and row["check"] == saved["accuracy"]["linear_probe"]
+    assert row["accuracy"] == saved["accuracy"]["partial:1"]
+    assert "glyph-halves pc=10 seed=0" in out.stdout and "NOT REPRODUCED" not in out.stdout
+    # a strategy that does not exist is named before anything trains
+    bad = subprocess.run([sys.executable, str(BENCH / "bench_auto_more.py"), "--strategy",
+                          "partial:x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--strategy partial:x:" in bad.stderr

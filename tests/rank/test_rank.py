@@ -309,3 +309,27 @@ def test_reusing_rows_edge_cases(digits):
     stale = {p: np.zeros(3, dtype=np.float32) for p in paths}
     feats, _, _, ok, n = _extract_reusing(model, "head", ds, [0, 1, 2], stale, **kw)
     assert ok and n == 0 and torch.allclose(feats, real, atol=1e-5)
+
+
+def test_rank_tests_the_evidence_auto_tests(tmp_path, digits):
+    """Random labels (40 per class, nothing to learn): rank tests every feature set
+    against permuted labels exactly as auto does -- the same p-values -- and refuses on
+    that evidence, as `zoo finetune --strategy auto` does on the same data."""
+    from zoo_core import TransferNotRecommendedError
+    from zoo_core.data._embedded import embedded_task
+    from zoo_core.train import finetune
+
+    root = embedded_task("random-labels", 40, cache=tmp_path / "c", val_per_class=4)
+    (row,) = rank_models(root, ["zoonet_s.glyphs"], cache=False).rows
+    assert set(row.evidence) == {"pretrained", "random-init", "raw pixels"}
+    with pytest.raises(TransferNotRecommendedError) as info:
+        finetune("zoonet_s", root, strategy="auto", epochs=1, progress=False, verbose=False)
+    auto = info.value.figures["evidence"]
+    for name, e in row.evidence.items():
+        assert e["p"] == pytest.approx(auto[name]["p"]) and e["probe"] == auto[name]["probe"]
+    assert row.strategy == "refuse" and "label-permutation baseline" in row.reason
+    # learnable data stops at the first significant set, and trains
+    (digits_row,) = rank_models(digits, ["zoonet_s.glyphs"], cache=False).rows
+    assert list(digits_row.evidence) == ["pretrained"]
+    assert digits_row.evidence["pretrained"]["p"] * 3 < 0.01
+    assert digits_row.strategy != "refuse"

@@ -12,9 +12,14 @@ estimators ``auto`` uses (:mod:`zoo_core.train._measure`):
   weights tags).
 
 Then :func:`zoo_core.strategies._decide.decide` recommends a strategy from the same figures
-``auto`` decides from (its probes' spreads and folds, chance on the validation split), but
-without its permutation evidence and its pilot: a refusal follows the probes' margin and
-:func:`settle_refusals`, so ``zoo finetune`` may still decide otherwise. Candidates are
+``auto`` decides from: its probes' spreads and folds, chance on the validation split, and
+its **evidence** (:mod:`zoo_core.train._evidence`): the pretrained probe, then the
+random-init one, then the raw pixels' against a label-permutation baseline on the same
+features, until one is significant. What rank cannot do is auto's pilot (it trains
+nothing): where auto would pilot, the row names the pilot's candidates and recommends the
+decision's default side, and ``zoo finetune`` may still decide otherwise. A refusal stands
+only when no candidate's probe shows something to learn (:func:`settle_refusals`).
+Candidates are
 ranked by the probe (the predicted accuracy after fine-tuning), LogME breaking ties;
 neighbours closer than the probe's fold spread allows are marked as ties.
 """
@@ -125,6 +130,8 @@ class _Scorer:
         self.samples = [folder.train[i] for i in self.idx]
         self.data_hash = data_hash(folder.classes, self.samples)
         self.random: dict[tuple[str, str], ProbeScore] = {}
+        # (feature set, architecture or preprocessing) -> its evidence test (None: untestable)
+        self.evidence: dict[tuple[str, Any], dict[str, Any] | None] = {}
         self.undecodable: set[str] = set()
         self.prepared: dict[str, PreparedSample] = {}  # preprocessing key -> sample
 
@@ -194,9 +201,7 @@ class _Scorer:
         """Probe on random-init features, as ``auto`` measures it (None if stopped)."""
         import numpy as np
 
-        from zoo_core.build._builder import build_model
         from zoo_core.train._measure import RANDOM_INITS, ProbeScore, cv_probe
-        from zoo_core.train._utils import _seed_all
 
         if arch_key in self.random:
             return self.random[arch_key]
@@ -204,11 +209,7 @@ class _Scorer:
         for i in range(RANDOM_INITS):
             if self.stop():
                 return None
-            _seed_all(self.seed + 1 + i)
-            m = build_model(model_name, self.folder.num_classes, "scratch",
-                            label_names=self.folder.classes, device=self.device)
-            x, y = self.features(m, recalibrate=True)
-            del m
+            x, y = self.random_features(model_name, i)
             with _one_thread():
                 scores.append(cv_probe(x, y, seed=self.seed))
         # spread: within-run fold spread and between-init spread, whichever is larger
@@ -219,11 +220,65 @@ class _Scorer:
         self.random[arch_key] = score
         return score
 
+    def random_features(self, model_name: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Head inputs of random init ``i`` (seeded as ``auto`` seeds it; BatchNorm
+        recalibrated on the sample)."""
+        from zoo_core.build._builder import build_model
+        from zoo_core.train._utils import _seed_all
+
+        _seed_all(self.seed + 1 + i)
+        m = build_model(model_name, self.folder.num_classes, "scratch",
+                        label_names=self.folder.classes, device=self.device)
+        return self.features(m, recalibrate=True)
+
+    def evidence_for(self, x: np.ndarray, y: np.ndarray, probe: float, model_name: str,
+                     arch_key: tuple[str, str], prep_key: Any) -> dict[str, Any]:
+        """``auto``'s evidence (:mod:`zoo_core.train._evidence`): the pretrained probe, then
+        the first random init's, then the raw pixels', each against a label-permutation
+        baseline on the same features, until one is below ``[auto] refuse_p`` over the
+        three sets (Bonferroni). The random init's and the raw pixels' tests are made
+        once per architecture and preprocessing; the raw pixels need the decoded sample,
+        and are not tested where it was too large to keep (``SHARED_SAMPLE_BYTES``)."""
+        import numpy as np
+
+        from zoo_core.registry._registry import get_registry
+        from zoo_core.train._evidence import permutation_test, raw_pixels
+        from zoo_core.train._measure import cv_probe
+
+        p_max, planned = get_registry().catalog.auto.refuse_p, 3
+
+        def test(fx: np.ndarray, fy: np.ndarray, mean: float | None = None) -> dict[str, Any]:
+            with _one_thread():
+                mean = cv_probe(fx, fy, seed=self.seed).mean if mean is None else mean
+                return {**permutation_test(fx, fy, probe=mean, seed=self.seed,
+                                           cv=cv_probe).as_dict(), "tests": planned}
+
+        out = {"pretrained": test(x, y, probe)}
+        if out["pretrained"]["p"] * planned < p_max:
+            return out
+        key: tuple[str, Any] = ("random-init", arch_key)
+        if key not in self.evidence:
+            self.evidence[key] = test(*self.random_features(model_name, 0))
+        out["random-init"] = self.evidence[key]  # type: ignore[assignment]
+        if out["random-init"]["p"] * planned < p_max:
+            return out
+        key = ("raw pixels", prep_key)
+        if key not in self.evidence:
+            prepared = self.prepared.get(prep_key)
+            px, py = raw_pixels(prepared.items, self.idx) if prepared is not None else \
+                (np.zeros((0, 0)), np.zeros(0, dtype=np.int64))
+            counts = np.bincount(py)[np.bincount(py) > 0] if len(py) else np.zeros(0)
+            self.evidence[key] = test(px, py) if len(counts) > 1 and counts.min() >= 2 \
+                else None
+        if self.evidence[key] is not None:
+            out["raw pixels"] = self.evidence[key]  # type: ignore[assignment]
+        return out
+
     def score(self, cand: Candidate) -> Scored:
         from zoo_core.build._builder import build_model
         from zoo_core.registry._registry import get_registry
         from zoo_core.strategies._decide import decide
-        from zoo_core.train._measure import cv_probe, logme
+        from zoo_core.train._measure import cv_probe, logme, preprocessing_key
 
         started = time.perf_counter()
 
@@ -238,25 +293,29 @@ class _Scorer:
             x, y, cached = self.pretrained(model)
             arch = (model.zoo.plugin, model.zoo.name)
             input_key = str(model.zoo.data_config.input_size)
+            prep_key = preprocessing_key(model)
             del model
             with _one_thread():
                 probe = cv_probe(x, y, seed=self.seed)
                 evidence = logme(x, y)
-            rand = self.random_baseline(cand.model, (f"{arch[0]}/{arch[1]}", input_key))
+            arch_key = (f"{arch[0]}/{arch[1]}", input_key)
+            rand = self.random_baseline(cand.model, arch_key)
+            tests = None if rand is None else \
+                self.evidence_for(x, y, probe.mean, cand.model, arch_key, prep_key)
         except Exception as exc:  # a broken plugin's builder may raise anything
             return Scored(cand.name, "failed", reason=f"{type(exc).__name__}: {exc}",
                           seconds=spent(), weights=cand.how)
-        if rand is None:
+        if rand is None or tests is None:
             return Scored(cand.name, "budget", reason="stopped before its random-init "
                           "baseline", seconds=spent(), weights=cand.how)
         d = decide(per_class=len(self.folder.train) / self.folder.num_classes,
                    chance=data_chance(self.folder), probe_pretrained=probe.mean,
                    probe_random=rand.mean, spread=max(probe.std, rand.std),
                    spread_pretrained=probe.std, spread_random=rand.std, folds=rand.folds,
-                   thresholds=get_registry().catalog.auto)
+                   thresholds=get_registry().catalog.auto, evidence=tests)
         return Scored(cand.name, "measured", probe=probe, logme=evidence, random=rand,
                       strategy=d.strategy, reason=d.reason, pilot=d.pilot, params=params,
-                      seconds=spent(), cached=cached, weights=cand.how)
+                      seconds=spent(), cached=cached, weights=cand.how, evidence=tests)
 
 
 def _progress_line(row: Scored) -> str:

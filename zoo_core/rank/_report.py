@@ -27,6 +27,8 @@ class Scored:
     cached: bool = False  # the pretrained features came from the cache
     tie_with_next: bool = False
     weights: str = ""  # where the weights came from: pkg | local | cached | download
+    # feature set -> its probe against a label-permutation baseline, as auto tests it
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gain(self) -> float | None:
@@ -41,7 +43,8 @@ class Scored:
                 "random": None if self.random is None else self.random.as_dict(),
                 "strategy": self.strategy, "reason": self.reason, "pilot": list(self.pilot),
                 "params": self.params, "seconds": self.seconds, "cached": self.cached,
-                "tie_with_next": self.tie_with_next, "weights": self.weights}
+                "tie_with_next": self.tie_with_next, "weights": self.weights,
+                "evidence": self.evidence}
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,15 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     out: dict[str, list[dict]] = {}
+    if args.resume and args.json and args.json.exists():  # keep the rows already done
+        out = json.loads(args.json.read_text())
     started = time.perf_counter()
     for part in args.parts:
-        out[part] = []
+        done = {(p["task"], p["per_class"], p["seed"]) for p in out.get(part, ())}
+        out.setdefault(part, [])
         for r in scarce_rows(part):
+            if (r["task"], r["per_class"], r["seed"]) in done:
+                continue
             folder, test = saved_task(r)
             runs = {}
             plan = [(CHECK, r["epochs"])] + [(s, e) for s in args.candidates for e in args.epochs]
@@ -160,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", nargs="+", default=["finetune", "partial:1", "scratch"])
     ap.add_argument("--epochs", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows the --json file already holds and do the rest")
     ap.add_argument("--score", type=Path, nargs="+", default=None, metavar="JSON",
                     help="score selection rules on files this script wrote")
     args = ap.parse_args(argv)

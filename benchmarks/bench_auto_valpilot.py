@@ -100,7 +100,7 @@ def choose(pilot: dict[str, dict], names: list[str], order: list[str]) -> str:
 def score(paths: list[Path]) -> int:
     import statistics
 
-    from bench_auto import TABLE_STRATEGIES
+    from bench_auto import TABLE_STRATEGIES, saturated
     from bench_auto_rules import load_part, rule_a
 
     from zoo_core.registry._registry import get_registry
@@ -115,7 +115,8 @@ def score(paths: list[Path]) -> int:
                     pilots[(part, p["task"], p["per_class"], p["seed"])] = p
     parts = sorted({k[0] for k in pilots})
     rows = [r for part in parts for r in load_part(part) or ()
-            if (part, r["task"], r["per_class"], r["seed"]) in pilots]
+            if (part, r["task"], r["per_class"], r["seed"]) in pilots and not saturated(r)
+            and r["auto"] != "refused"]
     epochs = sorted({int(k.split("@")[1]) for p in pilots.values() for k in p["runs"]
                      if not k.startswith(CHECK)})
     cands = sorted({k.split("@")[0] for p in pilots.values() for k in p["runs"]

@@ -234,3 +234,32 @@ def test_more_strategies_train_on_the_saved_task_seeds_as_they_were(tmp_path):
     bad = subprocess.run([sys.executable, str(BENCH / "bench_auto_more.py"), "--strategy",
                           "partial:x"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--strategy partial:x:" in bad.stderr
+
+
+def test_validation_pilot_scores_its_choice_on_the_saved_test_split(tmp_path):
+    """benchmarks/bench_auto_valpilot.py --score: a pilot picks by validation accuracy and
+    is scored with the saved full run's *test* accuracy of the strategy it picked."""
+    import subprocess
+
+    saved = [r for r in json.loads((BENCH / "results" / "bench_auto_test120_fresh7.json")
+                                   .read_text())["fresh7"] if r["task"] == "glyph-halves"]
+    rows = []
+    for r in saved:
+        lp = {"val": 0.5, "test": r["accuracy"]["linear_probe"], "seconds": 1.0}
+        ft = {"val": 0.9, "test": 0.0, "seconds": 1.0}  # the pilot's own test is not used
+        rows.append({"task": r["task"], "per_class": r["per_class"], "seed": r["seed"],
+                     "epochs": r["epochs"], "reproduced": True,
+                     "runs": {f"linear_probe@{r['epochs']}": lp, "finetune@4": ft}})
+    path = tmp_path / "vp.json"
+    path.write_text(json.dumps({"fresh7": rows}))
+    out = subprocess.run([sys.executable, str(BENCH / "bench_auto_valpilot.py"), "--score",
+                          str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    bench = _bench()
+    scored = [r for r in saved if not bench.saturated(r) and r["auto"] != "refused"]
+    hits = sum(max(r["accuracy"].values()) - r["accuracy"]["finetune"] <= 0.02 for r in scored)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("lp, finetune@4"))
+    assert line.split()[2] == str(hits)
+    bad = subprocess.run([sys.executable, str(BENCH / "bench_auto_valpilot.py"), "--epochs",
+                          "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--epochs 0: must be at least 1" in bad.stderr

@@ -156,8 +156,8 @@ FRESH8 = (
     ("photo-outlines", 100, 10),
 )
 # Added at stop 23 while lp_ft trained on the ten parts above (bench_auto_more.py), before
-# any of its results were read, with no rule changed: it decides the candidate those
-# results suggest, committed with its criterion before this part's first run.
+# any of its results were read, with no rule changed: it decided candidate V
+# (bench_auto_rules.py), committed with its criterion before this part's first run.
 FRESH9 = (
     ("glyphs-embossed", 10, 30),
     ("digits0-4-checker", 10, 30),

@@ -331,5 +331,16 @@ def test_rank_tests_the_evidence_auto_tests(tmp_path, digits):
     # learnable data stops at the first significant set, and trains
     (digits_row,) = rank_models(digits, ["zoonet_s.glyphs"], cache=False).rows
     assert list(digits_row.evidence) == ["pretrained"]
+    # far above chance: tested against the majority rate alone, no shuffles (CLEAR_Z)
+    assert digits_row.evidence["pretrained"]["permutations"] == 0
     assert digits_row.evidence["pretrained"]["p"] * 3 < 0.01
     assert digits_row.strategy != "refuse"
+
+
+def test_a_test_without_shuffles_is_against_the_majority_rate():
+    from zoo_core.train._evidence import p_value, permutation_test
+
+    y = np.repeat(np.arange(4), 10)
+    ev = permutation_test(np.zeros((40, 3)), y, probe=0.9, seed=0, cv=None, permutations=0)
+    assert ev.baseline == 0.25 and ev.permutations == 0 and ev.baseline_std == 0.0
+    assert (ev.z, ev.p) == p_value(0.9, 0.25, (0.25 * 0.75 / 40) ** 0.5)

@@ -80,7 +80,9 @@ def permutation_test(x: np.ndarray, y: np.ndarray, *, probe: float, seed: int,
                      cv: Callable[..., Any], permutations: int = PERMUTATIONS) -> Evidence:
     """Test the cross-validated ``probe`` accuracy of features ``x`` against the same probe
     (``cv``: :func:`zoo_core.train._measure.cv_probe`) on ``permutations`` shuffles of
-    ``y``, one K-fold pass each (module doc)."""
+    ``y``, one K-fold pass each (module doc). ``permutations=0``: against the majority
+    rate alone (no probe runs), for a probe far enough above it that shuffles cannot
+    matter."""
     import numpy as np
 
     y = np.asarray(y)
@@ -88,7 +90,7 @@ def permutation_test(x: np.ndarray, y: np.ndarray, *, probe: float, seed: int,
     runs = [cv(x, rng.permutation(y), seed=seed + 1 + i, repeats=1).mean
             for i in range(permutations)]
     majority = float(np.bincount(y).max() / max(len(y), 1)) if len(y) else 0.0
-    baseline = max(float(np.mean(runs)), majority)
+    baseline = max(float(np.mean(runs)), majority) if runs else majority
     spread = float(np.std(runs)) if len(runs) > 1 else 0.0
     rate = min(max(baseline, 1.0 / max(len(y), 1)), 1.0 - 1.0 / max(len(y), 1))
     sd = max(math.sqrt(rate * (1.0 - rate) / max(len(y), 1)), spread)

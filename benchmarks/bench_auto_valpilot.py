@@ -40,18 +40,9 @@ HERE = Path(__file__).resolve().parent
 CHECK = "linear_probe"
 
 
-def scarce_rows(part: str) -> list[dict]:
-    from bench_auto import saturated
-
-    path = HERE / "results" / f"bench_auto_test120_{part}.json"
-    return [r for r in json.loads(path.read_text())[part]
-            if (r["figures"].get("per_class") or 0) < 100 and r["auto"] != "refused"
-            and not saturated(r)]
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
-    from bench_auto import saved_task
+    from bench_auto import saved_task, scarce_rows
 
     from zoo_core.train._compare import accuracy_on
     from zoo_core.train._pipeline import finetune
@@ -91,10 +82,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def choose(pilot: dict[str, dict], names: list[str], order: list[str]) -> str:
-    """The candidate with the best validation accuracy; ties go to the earlier in
-    ``order``."""
-    return max(names, key=lambda k: (pilot[k]["val"], -order.index(k)))
+def choose(runs: dict[str, dict], names: list[str]) -> str:
+    """The candidate with the best validation accuracy; a tie goes to the earlier name."""
+    return max(names, key=lambda k: (runs[k]["val"], -names.index(k)))
 
 
 def score(paths: list[Path]) -> int:
@@ -142,7 +132,7 @@ def score(paths: list[Path]) -> int:
             else:
                 e, extra = spec  # type: ignore[misc]
                 names = [f"{CHECK}@{p['epochs']}", *(f"{c}@{e}" for c in extra)]
-                pick = choose(p["runs"], names, names)
+                pick = choose(p["runs"], names)
                 choice = pick.split("@")[0]
                 # the pilot's times, put on the saved run's clock: scaled by how long the
                 # saved run's linear_probe took against the same one trained here

@@ -344,3 +344,25 @@ def test_a_test_without_shuffles_is_against_the_majority_rate():
     ev = permutation_test(np.zeros((40, 3)), y, probe=0.9, seed=0, cv=None, permutations=0)
     assert ev.baseline == 0.25 and ev.permutations == 0 and ev.baseline_std == 0.0
     assert (ev.z, ev.p) == p_value(0.9, 0.25, (0.25 * 0.75 / 40) ** 0.5)
+
+
+@pytest.mark.slow
+def test_installed_zoo_rank_json_carries_the_evidence_in_a_fresh_process(tmp_path):
+    """The installed command, a fresh cache: each row of `zoo rank --json` holds the tests
+    its recommendation rests on (digits: far above chance, so no shuffles were needed)."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("zoo")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "zoo_core.cli"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1",
+           "ZOO_CORE_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run([*cmd, "rank", "--task", "digits5-9", "--per-class", "6",
+                          "--models", "zoonet_s.glyphs", "--json", "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)["rows"]
+    ev = row["evidence"]["pretrained"]
+    assert ev["permutations"] == 0 and ev["p"] * ev["tests"] < 0.01
+    assert row["strategy"] != "refuse"

@@ -321,7 +321,7 @@ class _Scorer:
         except Exception as exc:  # a broken plugin's builder may raise anything
             return Scored(cand.name, "failed", reason=f"{type(exc).__name__}: {exc}",
                           seconds=spent(), weights=cand.how)
-        if rand is None or tests is None:
+        if rand is None or tests is None:  # tests is None exactly when rand is
             return Scored(cand.name, "budget", reason="stopped before its random-init "
                           "baseline", seconds=spent(), weights=cand.how)
         d = decide(per_class=len(self.folder.train) / self.folder.num_classes,

@@ -263,3 +263,29 @@ def test_validation_pilot_scores_its_choice_on_the_saved_test_split(tmp_path):
     bad = subprocess.run([sys.executable, str(BENCH / "bench_auto_valpilot.py"), "--epochs",
                           "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--epochs 0: must be at least 1" in bad.stderr
+
+
+def test_candidate_f_keeps_the_better_of_autos_choice_and_finetune_on_validation():
+    """Candidate F (stop 24) trains A's choice and ``finetune``, keeps the one with the
+    better validation accuracy (a tie keeps A's), never overrides a refusal, and its
+    cost is the measurement and the run not kept."""
+    sys.path.insert(0, str(BENCH))
+    import bench_auto_rules as rules
+
+    def row(auto, va, seconds=None):
+        return {"auto": auto, "figures": {"decision": {"cell": "scarce + dissimilar"}},
+                "val_accuracy": va, "accuracy": {k: 0.5 for k in va}, "chance": 0.2,
+                "auto_seconds": 1.0,
+                "seconds": seconds or {"linear_probe": 1.0, "partial:1": 2.0,
+                                       "finetune": 3.0, "scratch": 4.0}}
+
+    va = {"linear_probe": 0.6, "partial:1": 0.7, "finetune": 0.8, "scratch": 0.1}
+    assert rules.rule_f(row("partial:1", va), None) == ("finetune", "")
+    assert rules.rule_f(row("partial:1", {**va, "finetune": 0.7}), None) == ("partial:1", "")
+    assert rules.rule_f(row("refused", va), None) == ("refused", "")
+    # finetune kept: the measurement (1 s) and partial:1's run (2 s) of the four's 10 s;
+    # saturated rows (every strategy equal) do not count
+    r = row("partial:1", va)
+    r["accuracy"] = {"linear_probe": 0.5, "partial:1": 0.6, "finetune": 0.7, "scratch": 0.2}
+    assert rules.trained_cost([r, row("finetune", va)], None, rules.rule_f,
+                              "finetune") == 3.0 / 10.0

@@ -65,7 +65,8 @@ def test_no_significant_probe_refuses_with_a_pilot():
     assert (d.strategy, d.pilot) == ("refuse", ("finetune",))
     assert d.reason.startswith("transfer learning not recommended: nothing to learn from "
                                "(scarce + dissimilar)")
-    assert "a pilot of finetune looks for a signal the probes missed" in d.reason
+    assert "a pilot of finetune (the full epochs) looks for a signal the probes missed" \
+        in d.reason and "refuses only if it finds none and rules out a gain of 0.10" in d.reason
     assert "50 images per class to hold out" in d.reason
     # plenty: the pilot tries scratch as well (the plenty + dissimilar cell's advice)
     d = _decide(0.315, 0.064, 0.272, 0.061, per_class=150, chance=0.25, evidence=ev)

@@ -311,6 +311,10 @@ def test_holdout_test_counts_the_holdout_majority_and_the_candidates():
     assert holdout_test({"finetune": 0.47}, [0, 1, 2, 3] * 16)["p"] < 1e-3
     ev = holdout_test({"finetune": 0.30}, [0, 1, 2, 3] * 16)
     assert ev["p"] > 0.01 and ev["chance"] == 0.25 and ev["n"] == 64
+    # ... nor can 64 images rule out 0.35 (10 points over chance): 0.30 + 1.645 x 0.057;
+    # 640 images can (0.30 + 1.645 x 0.018)
+    assert ev["upper"] == pytest.approx(0.30 + 1.6449 * (0.21 / 64) ** 0.5, abs=1e-3)
+    assert holdout_test({"finetune": 0.30}, [0, 1, 2, 3] * 160)["upper"] < 0.35
     # chance is the holdout's majority rate: 0.47 on a holdout that is half class 0 is not
     assert holdout_test({"finetune": 0.47}, [0] * 32 + [1, 2, 3] * 11)["p"] > 0.5
     # two candidates: the best of two counts as two tests (Bonferroni)
@@ -340,13 +344,24 @@ def test_refusal_pilots_first_where_images_can_be_held_out(tmp_path, monkeypatch
 
     kw = {"weights": "default", "seed": 0, "force": False, "device": "cpu", "num_workers": 0,
           "say": _Printer(False), "epochs": 8}
-    # no probe is significant: a pilot of finetune on an 80/20 split, 1/4 of the epochs; at
-    # chance it finds nothing either, and auto refuses saying so
+    # no probe is significant: a pilot of finetune on an 80/20 split for the full epochs,
+    # scored on the held-out fifth and the 20 validation images; at chance on 60 images it
+    # finds nothing either and rules out 10 points, and auto refuses saying so
     with pytest.raises(TransferNotRecommendedError, match="found nothing either") as info:
         _decide("zoonet_s", folder, pilot=pilot(0.2), **kw)
-    assert seen == [("finetune", 160, 40, 2)]
-    assert info.value.figures["pilot"]["evidence"]["p"] >= 0.01
+    assert seen == [("finetune", 160, 60, 8)]
+    ev = info.value.figures["pilot"]["evidence"]
+    assert ev["p"] >= 0.01 and ev["n"] == 60 and ev["upper"] < 0.2 + 0.10
     assert "nothing to learn from (scarce + dissimilar)" in str(info.value)
+    assert "rules out a gain of 0.10 over chance" in str(info.value)
+    # a pilot neither significant nor ruling out 10 points (0.27 on 60 images at chance
+    # 0.2: p 0.09, upper bound 0.36): a refusal would rest on no evidence, auto trains
+    seen.clear()
+    strategy, reason, forced, fig = _decide("zoonet_s", folder, pilot=pilot(0.27), **kw)
+    assert (strategy, forced) == ("finetune", False) and seen == [("finetune", 160, 60, 8)]
+    assert "undecided" in reason and "does not rule out a gain of 0.10" in reason
+    assert fig["pilot"]["evidence"]["p"] >= 0.01
+    assert fig["pilot"]["evidence"]["upper"] >= 0.30
     # a pilot far above the holdout's chance is evidence the probes missed: auto trains
     strategy, reason, forced, fig = _decide("zoonet_s", folder, pilot=pilot(1.0), **kw)
     assert (strategy, forced) == ("finetune", False)

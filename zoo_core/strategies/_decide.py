@@ -20,8 +20,9 @@ is above its baseline at ``p < [auto] refuse_p`` (0.01, divided by the number of
 sets tested), the probes found nothing; on a sample of a few hundred images a linear
 probe cannot tell a weak signal from none, so the decision is ``refuse`` *with a pilot*:
 where there are images enough to hold out (``[auto] pilot_min_per_class``), the caller
-trains the pilot's candidates on a holdout split and refuses only when none of them beats
-the holdout's chance significantly either (:func:`zoo_core.train._auto._decide`). A probe
+trains the pilot's candidates for the full epochs on a holdout split and refuses only when
+none of them beats chance significantly either *and* the best one's upper confidence
+bound rules out a gain of ``refuse_gain`` (:func:`zoo_core.train._auto._decide`). A probe
 that is significant but within ``learnable_margin`` of chance means the task is **hard**,
 and auto trains. A refusal also needs evidence that there is little to gain: the
 pretrained probe's one-sided upper confidence bound (at ``[auto] refuse_bound_p``, 5%;
@@ -93,8 +94,8 @@ class Decision:
     table_choice: str  # the seed table's literal advice for the cell
     departs: bool  # the decision differs from the table's advice
     # candidates a short pilot should settle (first = default); with strategy "refuse":
-    # what a pilot trains to look for a signal the probes missed (refuse unless one beats
-    # the holdout's chance significantly)
+    # what a pilot trains to look for a signal the probes missed (refuse only if none beats
+    # chance significantly and the best one's bound rules out ``refuse_gain``)
     pilot: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -189,9 +190,10 @@ def decide(*, per_class: float, chance: float, probe_pretrained: float | None,
             f"transfer learning not recommended: nothing to learn from ({cell}) -- {nothing}"
             f"{ruled_out}; "
             f"{figures}; {size_txt}. Where there are {t.pilot_min_per_class} images per "
-            f"class to hold out, a pilot of {' and '.join(candidates)} looks for a signal "
-            "the probes missed and trains only if it beats the holdout's chance "
-            "significantly. Check the labels, collect more data, or choose a strategy "
+            f"class to hold out, a pilot of {' and '.join(candidates)} (the full epochs) "
+            "looks for a signal the probes missed, and auto refuses only if it finds none "
+            f"and rules out a gain of {t.refuse_gain:.2f}. Check the labels, collect more "
+            "data, or choose a strategy "
             "explicitly (--strategy finetune|partial:K|first:K|scratch, or --force)",
             cell, table, table != "refuse", pilot=candidates)
     if hard or undecided:

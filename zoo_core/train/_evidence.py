@@ -17,11 +17,12 @@ and the spread of the permuted runs; ``p = P(Z >= z)`` for a standard normal ``Z
 :func:`zoo_core.strategies._decide.decide` multiplies the smallest p by the number of
 feature sets tested (Bonferroni) before comparing it with ``[auto] refuse_p``.
 
-Where no probe is significant and images can be held out, ``auto`` trains a short **pilot**
+Where no probe is significant and images can be held out, ``auto`` trains a **pilot**
 before it refuses (:mod:`zoo_core.train._auto`); :func:`holdout_test` is the test on its
 result: the pilot's holdout accuracy against the holdout's majority rate, with the binomial
 standard error of an accuracy on that many images, the best of the pilot's candidates
-counted as that many tests (Bonferroni).
+counted as that many tests (Bonferroni), and the upper confidence bound that says what
+gain the pilot rules out.
 
 >>> import numpy as np
 >>> from zoo_core.train._measure import cv_probe
@@ -39,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,10 +104,13 @@ def permutation_test(x: np.ndarray, y: np.ndarray, *, probe: float, seed: int,
                     constant=constant)
 
 
-def holdout_test(accuracies: dict[str, float], labels: Any) -> dict[str, Any]:
+def holdout_test(accuracies: dict[str, float], labels: Any,
+                 bound_p: float = 0.05) -> dict[str, Any]:
     """A pilot's evidence: the best holdout accuracy in ``accuracies`` (strategy -> accuracy
     on the holdout images whose labels are ``labels``) against the holdout's majority rate;
-    ``p`` is one-sided and multiplied by the number of candidates (Bonferroni).
+    ``p`` is one-sided and multiplied by the number of candidates (Bonferroni). ``upper``:
+    the best accuracy's one-sided upper confidence bound at ``bound_p`` (binomial, the
+    larger of the errors at its rate and at chance), what the pilot can rule out.
 
     >>> holdout_test({"finetune": 0.45}, [0, 1, 2, 3] * 16)["p"] < 0.01
     True
@@ -120,8 +125,12 @@ def holdout_test(accuracies: dict[str, float], labels: Any) -> dict[str, Any]:
     best = max(accuracies.values())
     rate = min(max(chance, 1.0 / max(n, 1)), 1.0 - 1.0 / max(n, 1))
     z, p = p_value(best, chance, math.sqrt(rate * (1.0 - rate) / max(n, 1)))
+    q = min(max(best, 1.0 / max(n, 1)), 1.0 - 1.0 / max(n, 1))
+    sd = math.sqrt(max(rate * (1.0 - rate), q * (1.0 - q)) / max(n, 1))
+    upper = best + NormalDist().inv_cdf(1.0 - bound_p) * sd
     return {"accuracy": best, "chance": chance, "n": n, "z": z,
-            "p": min(1.0, p * len(accuracies)), "tests": len(accuracies)}
+            "p": min(1.0, p * len(accuracies)), "tests": len(accuracies), "upper": upper,
+            "bound_p": bound_p}
 
 
 def raw_pixels(items: Any, indices: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -100,7 +100,12 @@ was run with A in force, so there ``current`` is A and ``before-A`` the old rule
   A + ``finetune`` + ``linear_probe`` 173 / 1.17 at 31%, A + ``partial:1`` 156 / 1.49 at
   24.5%. The criterion, on ``fresh10``: F supported only if it hits at least one
   task-seed more than A *and* loses fewer mean points; its cost is reported either way.
-  Scored exactly from each run's ``val_accuracy``.
+  Scored exactly from each run's ``val_accuracy``. **Supported**: on fresh10 it hit 15
+  against A's 13 and lost 2.22 points against 3.29, at 17.5% decision cost (always
+  ``finetune`` hit 17 there, 0.36 points). Not adopted in ``zoo_core`` yet: it trains two
+  full runs where A chose another strategy, and its cost is over issue 21's 15%. A second
+  test, under the same criterion, on ``fresh11`` (written blind by a helper after fresh10
+  ran, committed after this line).
 
 Printed per part (non-saturated task-seeds, as ``bench_auto.py`` counts them): hits and mean
 points lost of the current rule, each candidate and each fixed strategy.

@@ -18,8 +18,8 @@ dissimilar), input-level shifts of the digits (inverted contrast, blur, colour, 
 and an output-level shift (new groupings of pretraining glyph classes). The suite is split
 once, by task, into a
 **tuning** part (the [auto] thresholds in registry.toml were chosen looking at it) and a
-**held-out** part (never looked at while tuning); eleven **fresh** parts (``fresh``,
-``fresh2`` ... ``fresh11``; stops 19, 21, 22, 23 and 24) add task families no rule had been
+**held-out** part (never looked at while tuning); twelve **fresh** parts (``fresh``,
+``fresh2`` ... ``fresh12``; stops 19, 21, 22, 23 and 24) add task families no rule had been
 tuned or checked on when each first ran. Each part is reported on its own; benchmarks/README.md
 says which rule each one tested.
 
@@ -186,10 +186,21 @@ FRESH11 = (
     ("photo-near-far", 50, 30),
     ("photo-filled", 100, 10),
 )
+# Added at stop 24 after fresh11 had run, written blind to any result, with no rule changed
+# by this commit: six more new families (bench_auto_tasks_stop24c.py).
+FRESH12 = (
+    ("glyphs-hollow", 10, 30),
+    ("digits0-4-fisheye", 10, 30),
+    ("digits-mod3", 10, 30),
+    ("photo-posterize", 40, 30),
+    ("photo-left-of", 50, 30),
+    ("photo-fringes", 100, 10),
+)
 PARTS = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "fresh2": FRESH2,
          "fresh3": FRESH3, "fresh4": FRESH4, "fresh5": FRESH5,
          "fresh6": FRESH6, "fresh7": FRESH7,
-         "fresh8": FRESH8, "fresh9": FRESH9, "fresh10": FRESH10, "fresh11": FRESH11}
+         "fresh8": FRESH8, "fresh9": FRESH9, "fresh10": FRESH10, "fresh11": FRESH11,
+         "fresh12": FRESH12}
 VAL_PER_CLASS = 30
 TABLE_STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
 STRATEGIES = (*TABLE_STRATEGIES, "first:1", "lp_ft")
@@ -206,7 +217,7 @@ def saved_task(row: dict) -> tuple:
     """``(folder, test)``: a saved ``--test-per-class`` row's training and validation
     images and its test split, written again exactly as the run wrote them (seeded)."""
     from bench_auto_tasks import write_task
-    from bench_auto_tasks_stop24b import TASKS as EXTRA
+    from bench_auto_tasks_stop24c import TASKS as EXTRA
 
     from zoo_core.data._data import scan_image_folder
     from zoo_core.data._embedded import embedded_task
@@ -414,7 +425,7 @@ def main() -> int:
 
     import torch
     from bench_auto_tasks import write_task
-    from bench_auto_tasks_stop24b import TASKS as EXTRA
+    from bench_auto_tasks_stop24c import TASKS as EXTRA
 
     from zoo_core.train._compare import run_cell
     from zoo_core.weights._weights import cache_dir

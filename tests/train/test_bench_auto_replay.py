@@ -265,11 +265,11 @@ def test_validation_pilot_scores_its_choice_on_the_saved_test_split(tmp_path):
     assert bad.returncode == 2 and "--epochs 0: must be at least 1" in bad.stderr
 
 
-def test_candidate_f_keeps_the_better_of_autos_choice_and_finetune_on_validation():
+def test_candidate_f_keeps_the_better_of_autos_choice_and_finetune_on_validation(monkeypatch):
     """Candidate F (stop 24) trains A's choice and ``finetune``, keeps the one with the
     better validation accuracy (a tie keeps A's), never overrides a refusal, and its
     cost is the measurement and the run not kept."""
-    sys.path.insert(0, str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH))
     import bench_auto_rules as rules
 
     def row(auto, va, seconds=None):

@@ -22,6 +22,7 @@ in any earlier part, drawn, like the rest, from data inside installed packages:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bench_auto_tasks import SIZE, Generated, _digit_task, _photo_task
@@ -67,30 +68,37 @@ def _ghosted(x: Any, rng: Any) -> Any:
     return np.maximum(x, faded)
 
 
-def _digit_loops(per_class: int, val_per_class: int, seed: int) -> Generated:
-    """Class 0: digits 0, 6, 8, 9 (a closed loop); class 1: digits 1, 2, 3, 5, 7 (none);
-    each class's images shared out evenly over its digits."""
-    import numpy as np
+def _digit_groups(groups: tuple[tuple[int, ...], ...], salt: int,
+                  names: tuple[str, ...]) -> Callable[[int, int, int], Generated]:
+    """A task whose class k is the union of the digits in ``groups[k]``, each class's
+    images shared out evenly over its digits (an output-level regrouping of known
+    classes); seeded by ``[seed, salt]``."""
 
-    from zoo_core_plugins.zoonet import digits
+    def make(per_class: int, val_per_class: int, seed: int) -> Generated:
+        import numpy as np
 
-    images, labels = digits.load_digits_arrays()
-    rng = np.random.default_rng([seed, 157])
-    x_tr, y_tr, x_va, y_va = [], [], [], []
-    for k, group in enumerate(LOOPS):
-        for j, c in enumerate(group):
-            n_va = val_per_class // len(group) + (1 if j < val_per_class % len(group) else 0)
-            n_tr = per_class // len(group) + (1 if j < per_class % len(group) else 0)
-            pos = rng.permutation(np.flatnonzero(labels == c))
-            val, train = pos[:n_va], pos[n_va:n_va + n_tr]
-            if len(val):
-                x_va.append(digits.to_rgb_array(images[val], SIZE))
-            if len(train):
-                x_tr.append(digits.to_rgb_array(images[train], SIZE))
-            y_va += [k] * len(val)
-            y_tr += [k] * len(train)
-    return (np.concatenate(x_tr), np.asarray(y_tr), np.concatenate(x_va), np.asarray(y_va),
-            ("loop", "open"))
+        from zoo_core_plugins.zoonet import digits
+
+        images, labels = digits.load_digits_arrays()
+        rng = np.random.default_rng([seed, salt])
+        x_tr, y_tr, x_va, y_va = [], [], [], []
+        for k, group in enumerate(groups):
+            for j, c in enumerate(group):
+                n_va = val_per_class // len(group) + (1 if j < val_per_class % len(group)
+                                                      else 0)
+                n_tr = per_class // len(group) + (1 if j < per_class % len(group) else 0)
+                pos = rng.permutation(np.flatnonzero(labels == c))
+                val, train = pos[:n_va], pos[n_va:n_va + n_tr]
+                if len(val):
+                    x_va.append(digits.to_rgb_array(images[val], SIZE))
+                if len(train):
+                    x_tr.append(digits.to_rgb_array(images[train], SIZE))
+                y_va += [k] * len(val)
+                y_tr += [k] * len(train)
+        return (np.concatenate(x_tr), np.asarray(y_tr), np.concatenate(x_va),
+                np.asarray(y_va), names)
+
+    return make
 
 
 def _light_label(img: Any, k: int, rng: Any) -> Any:
@@ -151,7 +159,7 @@ def _inside_label(img: Any, k: int, rng: Any) -> Any:
 TASKS.update({
     "glyphs-wavy": _glyph_task(_wavy),
     "digits5-9-ghosted": _digit_task(_ghosted),
-    "digits-loops": _digit_loops,
+    "digits-loops": _digit_groups(LOOPS, 157, ("loop", "open")),
     "photo-light": _photo_task(_light_label, 4, ("top", "bottom", "left", "right"),
                                salt=163),
     "photo-symmetry": _photo_task(_symmetry_label, 3, ("as-is", "left-right", "top-bottom"),

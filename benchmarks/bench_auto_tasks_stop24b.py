@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_auto_tasks import SHAPES, SIZE, Generated, _digit_task, _photo_task, fill_shape
+from bench_auto_tasks import SHAPES, SIZE, _digit_task, _photo_task, fill_shape
 from bench_auto_tasks_stop21 import _glyph_task
-from bench_auto_tasks_stop24 import TASKS
+from bench_auto_tasks_stop24 import TASKS, _digit_groups
 
 __all__ = ["TASKS"]
 
@@ -64,32 +64,6 @@ def _keystone(x: Any, rng: Any) -> Any:
         quad = (0, 0, -d, SIZE, SIZE + d, SIZE, SIZE, 0)
     img = Image.fromarray(x).transform((SIZE, SIZE), Image.QUAD, quad, Image.BILINEAR)
     return np.asarray(img)
-
-
-def _digit_parity(per_class: int, val_per_class: int, seed: int) -> Generated:
-    """Class 0: the even digits; class 1: the odd ones; each class's images shared out
-    evenly over its five digits."""
-    import numpy as np
-
-    from zoo_core_plugins.zoonet import digits
-
-    images, labels = digits.load_digits_arrays()
-    rng = np.random.default_rng([seed, 193])
-    x_tr, y_tr, x_va, y_va = [], [], [], []
-    for k, group in enumerate(PARITY):
-        for j, c in enumerate(group):
-            n_va = val_per_class // len(group) + (1 if j < val_per_class % len(group) else 0)
-            n_tr = per_class // len(group) + (1 if j < per_class % len(group) else 0)
-            pos = rng.permutation(np.flatnonzero(labels == c))
-            val, train = pos[:n_va], pos[n_va:n_va + n_tr]
-            if len(val):
-                x_va.append(digits.to_rgb_array(images[val], SIZE))
-            if len(train):
-                x_tr.append(digits.to_rgb_array(images[train], SIZE))
-            y_va += [k] * len(val)
-            y_tr += [k] * len(train)
-    return (np.concatenate(x_tr), np.asarray(y_tr), np.concatenate(x_va), np.asarray(y_va),
-            ("even", "odd"))
 
 
 def _saturation_label(img: Any, k: int, rng: Any) -> Any:
@@ -153,7 +127,7 @@ def _filled_label(img: Any, k: int, rng: Any) -> Any:
 TASKS.update({
     "glyphs-squashed": _glyph_task(_squashed),
     "digits5-9-keystone": _digit_task(_keystone),
-    "digits-parity": _digit_parity,
+    "digits-parity": _digit_groups(PARITY, 193, ("even", "odd")),
     "photo-saturation": _photo_task(_saturation_label, 3, ("grey", "as-is", "vivid"),
                                     salt=179),
     "photo-near-far": _photo_task(_near_far_label, 3, ("near", "mid", "far"), salt=181),

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_auto_tasks import SIZE, Generated, _digit_task, _photo_task
+from bench_auto_tasks import SIZE, _digit_task, _photo_task
 from bench_auto_tasks_stop21 import _glyph_task
+from bench_auto_tasks_stop24 import _digit_groups
 from bench_auto_tasks_stop24b import TASKS
 
 __all__ = ["TASKS"]
@@ -64,32 +65,6 @@ def _fisheye(x: Any, rng: Any) -> Any:
     coords = (c + dy * scale * c, c + dx * scale * c)
     g = ndimage.map_coordinates(x[..., 0].astype(np.float64), coords, order=1, cval=0.0)
     return np.repeat(g.clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-
-
-def _digit_mod3(per_class: int, val_per_class: int, seed: int) -> Generated:
-    """Class k: the digits whose remainder mod 3 is k; each class's images shared out
-    evenly over its digits."""
-    import numpy as np
-
-    from zoo_core_plugins.zoonet import digits
-
-    images, labels = digits.load_digits_arrays()
-    rng = np.random.default_rng([seed, 197])
-    x_tr, y_tr, x_va, y_va = [], [], [], []
-    for k, group in enumerate(MOD3):
-        for j, c in enumerate(group):
-            n_va = val_per_class // len(group) + (1 if j < val_per_class % len(group) else 0)
-            n_tr = per_class // len(group) + (1 if j < per_class % len(group) else 0)
-            pos = rng.permutation(np.flatnonzero(labels == c))
-            val, train = pos[:n_va], pos[n_va:n_va + n_tr]
-            if len(val):
-                x_va.append(digits.to_rgb_array(images[val], SIZE))
-            if len(train):
-                x_tr.append(digits.to_rgb_array(images[train], SIZE))
-            y_va += [k] * len(val)
-            y_tr += [k] * len(train)
-    return (np.concatenate(x_tr), np.asarray(y_tr), np.concatenate(x_va), np.asarray(y_va),
-            ("mod0", "mod1", "mod2"))
 
 
 def _posterize_label(img: Any, k: int, rng: Any) -> Any:
@@ -142,7 +117,7 @@ def _fringes_label(img: Any, k: int, rng: Any) -> Any:
 TASKS.update({
     "glyphs-hollow": _glyph_task(_hollow),
     "digits0-4-fisheye": _digit_task(_fisheye, (0, 1, 2, 3, 4)),
-    "digits-mod3": _digit_mod3,
+    "digits-mod3": _digit_groups(MOD3, 197, ("mod0", "mod1", "mod2")),
     "photo-posterize": _photo_task(_posterize_label, 3, ("bits8", "bits3", "bits2"),
                                    salt=199),
     "photo-left-of": _photo_task(_left_of_label, 2, ("circle-left", "circle-right"),

@@ -4,6 +4,8 @@
     python benchmarks/bench_auto_rules.py                 # every part's saved test-split run
     python benchmarks/bench_auto_rules.py --show A        # ... and candidate A's task-seeds
     python benchmarks/bench_auto_rules.py --cells         # per cell: A against fixed strategies
+    python benchmarks/bench_auto_rules.py --parts fresh5 fresh6   # only some parts
+    python benchmarks/bench_auto_rules.py --rerun R.json  # with a rerun's auto decisions
 
 Every strategy of a ``bench_auto.py`` run is trained and scored on the test split, and an
 ``auto`` run scores exactly what the explicit run of its choice scores (checked in
@@ -134,17 +136,25 @@ RESULTS = HERE / "results"
 FIXED = ("linear_probe", "partial:1", "finetune", "scratch", "first:1", "lp_ft")
 
 
-def load_part(part: str, more: tuple[str, ...] = ()) -> list[dict] | None:
+def load_part(part: str, more: tuple[str, ...] = (),
+              rerun: dict[tuple, dict] | None = None) -> list[dict] | None:
     """The saved test-split run of ``part`` (None if there is none), each row tagged with its
     part; with ``more``, each named strategy that ``bench_auto_more.py`` trained afterwards
     (``results/bench_auto_more_<strategy>.json``) joins the row's accuracies, and so counts
     in its best. Only reproduced, non-saturated rows were trained again: a saturated row
-    stays saturated on its own strategies."""
+    stays saturated on its own strategies. ``rerun`` ((part, task, per_class, seed) -> a
+    row of a later ``bench_auto.py --task`` run): that run's auto decision replaces the
+    saved one (the strategies' accuracies stay the saved ones)."""
     path = RESULTS / f"bench_auto_test120_{part}.json"
     if not path.exists():
         return None
     rows = [{**r, "part": part, "accuracy": dict(r["accuracy"])}
             for r in json.loads(path.read_text())[part]]
+    for r in rows:  # a rerun's decision (auto, its figures and time) replaces the saved one
+        again = (rerun or {}).get((part, r["task"], r["per_class"], r["seed"]))
+        if again is not None:
+            r.update(auto=again["auto"], figures=again["figures"],
+                     auto_seconds=again["auto_seconds"])
     for strategy in more:
         saved = json.loads((RESULTS / f"bench_auto_more_{strategy.replace(':', '')}.json")
                            .read_text()).get(part) or []
@@ -268,13 +278,24 @@ def rule_s(row: dict, th) -> tuple[str, str]:
     return row["auto"], ""
 
 
-def rule_v(row: dict, th) -> tuple[str, str]:
-    """A, then ``linear_probe`` as well: the better on the validation split is kept."""
+def _a_then(also: str, row: dict, th) -> tuple[str, str]:
+    """A, then ``also`` trains as well: the better on the validation split is kept (a tie
+    keeps A's choice; a refusal stays a refusal)."""
     choice, flag = rule_a(row, th)
     if choice == "refused" or flag:
         return choice, flag
     va = row["val_accuracy"]
-    return ("linear_probe" if va["linear_probe"] > va[choice] else choice), ""
+    return (also if va[also] > va[choice] else choice), ""
+
+
+def rule_v(row: dict, th) -> tuple[str, str]:
+    """A, then ``linear_probe`` as well."""
+    return _a_then("linear_probe", row, th)
+
+
+def rule_f(row: dict, th) -> tuple[str, str]:
+    """A, then ``finetune`` as well where A chose otherwise."""
+    return _a_then("finetune", row, th)
 
 
 def rule_val_four(row: dict, th) -> tuple[str, str]:
@@ -287,16 +308,6 @@ def rule_val_four(row: dict, th) -> tuple[str, str]:
         return choice, flag
     va = row["val_accuracy"]
     return max(TABLE_STRATEGIES, key=lambda s: va[s]), ""
-
-
-def rule_f(row: dict, th) -> tuple[str, str]:
-    """A, then ``finetune`` as well where A chose otherwise: the better on the validation
-    split is kept (a tie keeps A's choice)."""
-    choice, flag = rule_a(row, th)
-    if choice == "refused" or flag:
-        return choice, flag
-    va = row["val_accuracy"]
-    return ("finetune" if va["finetune"] > va[choice] else choice), ""
 
 
 def trained_cost(rows: list[dict], th, rule: Callable, also: str) -> float:
@@ -379,8 +390,22 @@ def main() -> int:
                     help="add strategies bench_auto_more.py trained on the saved task-seeds "
                     "afterwards (results/bench_auto_more_<strategy>.json): they count in "
                     "the best")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                    help="only these parts (the 'all' row totals them)")
+    ap.add_argument("--rerun", nargs="+", default=(), metavar="JSON",
+                    help="bench_auto.py --json files of reruns of some tasks (after a rule "
+                    "change): their auto decisions replace the saved ones, and each part "
+                    "they touch is summarised as bench_auto.py would")
     args = ap.parse_args()
     more = tuple(args.more)
+    rerun: dict[tuple, dict] = {}
+    for f in args.rerun:
+        try:
+            saved = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as exc:
+            ap.error(f"--rerun {f}: cannot read it as a bench_auto.py --json file ({exc})")
+        rerun.update({(part, r["task"], r["per_class"], r["seed"]): r
+                      for part, rows in saved.items() for r in rows})
     for strategy in more:
         if not (RESULTS / f"bench_auto_more_{strategy.replace(':', '')}.json").exists():
             ap.error(f"--more {strategy}: no results/bench_auto_more_"
@@ -400,8 +425,8 @@ def main() -> int:
     print(f"{'part':<8} {'n':>3} {'current':>13} "
           + " ".join(f"{k:>13}" for k in RULES) + " | "
           + " ".join(f"{k:>13}" for k in FIXED))
-    for part in PARTS:
-        rows = load_part(part, more)
+    for part in args.parts:
+        rows = load_part(part, more, rerun)
         if rows is None:
             print(f"{part:<8} (no saved run: bench_auto_test120_{part}.json)")
             continue
@@ -433,6 +458,13 @@ def main() -> int:
             print(f"  {k} on {part}:")
             print("\n".join(cols[k]["changed"]) or "    (as the current rule)")
     n = totals["current"][1]
+    from bench_auto import summarise
+
+    for part in sorted({k[0] for k in rerun} & set(args.parts)):
+        s = summarise(load_part(part, more, rerun) or [])
+        print(f"{part} with the reruns' decisions: {s['hits']}/{s['task_seeds']} hits, "
+              f"{s['mean_points_lost']:.2f} points lost, {s['wrong_refusals_10']} wrong "
+              f"refusal(s), decision cost {100 * s['decision_cost_fraction']:.1f}%")
 
     def tot(k: str) -> str:
         h, m, s = totals[k]

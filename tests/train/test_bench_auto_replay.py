@@ -289,3 +289,28 @@ def test_candidate_f_keeps_the_better_of_autos_choice_and_finetune_on_validation
     r["accuracy"] = {"linear_probe": 0.5, "partial:1": 0.6, "finetune": 0.7, "scratch": 0.2}
     assert rules.trained_cost([r, row("finetune", va)], None, rules.rule_f,
                               "finetune") == 3.0 / 10.0
+
+
+def test_rules_replay_takes_a_reruns_decisions_and_a_subset_of_parts():
+    """--rerun puts a later run's auto decisions into the saved rows (stop 24's refusal
+    fix: fresh10's two wrong refusals on photo-inside become trained runs), --parts totals
+    only the parts named, and a bad --rerun file is one clear error."""
+    import subprocess
+
+    script = str(BENCH / "bench_auto_rules.py")
+    fix = str(BENCH / "results" / "bench_auto_refusal_pilot_stop24.json")
+    before = subprocess.run([sys.executable, script, "--parts", "fresh10"],
+                            capture_output=True, text=True, timeout=300)
+    after = subprocess.run([sys.executable, script, "--parts", "fresh10", "fresh3",
+                            "--rerun", fix], capture_output=True, text=True, timeout=300)
+    assert before.returncode == 0 and after.returncode == 0, before.stderr + after.stderr
+    row = {line.split()[0]: line.split() for line in before.stdout.splitlines() if line}
+    assert row["fresh10"][2] == "13" and row["all"][1] == "18" and "fresh3" not in row
+    row = {line.split()[0]: line.split() for line in after.stdout.splitlines()
+           if line and "with the reruns" not in line}
+    assert row["fresh10"][2] == "15" and row["all"][1] == "36"
+    assert "fresh10 with the reruns' decisions: 15/18 hits" in after.stdout
+    assert "0 wrong refusal(s)" in after.stdout
+    bad = subprocess.run([sys.executable, script, "--rerun", script], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "cannot read it as a bench_auto.py --json file" in bad.stderr

@@ -84,6 +84,12 @@ def accuracy_on(model: Any, samples: Sequence[tuple[str, int]]) -> float:
     return correct / seen if seen else float("nan")
 
 
+def _curve(res: Any) -> dict[str, list[float]]:
+    """One run's validation accuracy and loss after each epoch (a row's ``curves``)."""
+    return {"val_acc": [m.val_acc for m in res.history],
+            "val_loss": [m.val_loss for m in res.history]}
+
+
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
              strategies: Sequence[str] = STRATEGIES, progress: bool = False,
              val_per_class: int = 40, with_auto: bool = True,
@@ -109,7 +115,7 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
     test: tuple = ()
     if test_per_class:
         folder, test = _split_test(folder, val_per_class)
-    accs, seconds, tests = {}, {}, {}
+    accs, seconds, tests, curves = {}, {}, {}, {}
     # a bar over the strategies, labelled with the one training now (terminals only: the
     # epoch bar below it says "partial:1 epoch 3/30"; CI logs get the cell's table)
     bar = tqdm(strategies, desc=task, unit="strategy", leave=False, file=sys.stderr,
@@ -122,6 +128,7 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
         net, res = finetune(model, folder, strategy=s, epochs=epochs, seed=seed,
                             progress=progress, verbose=False)
         accs[s], seconds[s] = res.final_val_acc, time.perf_counter() - started
+        curves[s] = _curve(res)
         if test:
             tests[s] = accuracy_on(net, test)
         del net
@@ -132,7 +139,7 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
     if not with_auto:
         row = {"task": task, "per_class": per_class, "num_train": len(folder.train),
                "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
-               "auto": None}
+               "auto": None, "curves": curves}
         if test:
             row.update(accuracy=tests, val_accuracy=accs, num_test=len(test))
         return row
@@ -153,6 +160,7 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
         net, res = finetune(model, folder, strategy=choice, epochs=epochs, seed=seed,
                             progress=progress, verbose=False)
         accs[choice], seconds[choice] = res.final_val_acc, time.perf_counter() - started
+        curves[choice] = _curve(res)
         if test:
             tests[choice] = accuracy_on(net, test)
         del net
@@ -160,7 +168,8 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
     row = {"task": task, "per_class": per_class, "num_train": len(folder.train),
            "num_val": len(folder.val), "accuracy": accs, "seconds": seconds,
            "auto": choice, "auto_seconds": auto_seconds, "chance": chance,
-           "cell": (figures.get("decision") or {}).get("cell", ""), "figures": figures}
+           "cell": (figures.get("decision") or {}).get("cell", ""), "figures": figures,
+           "curves": curves}
     if test:
         row.update(accuracy=tests, val_accuracy=accs, num_test=len(test))
     row["hit"] = score_auto(choice, row["accuracy"], chance)

@@ -128,7 +128,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PARTS = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6",
-         "fresh7", "fresh8", "fresh9", "fresh10", "fresh11", "fresh12")
+         "fresh7", "fresh8", "fresh9", "fresh10", "fresh11", "fresh12", "fresh13")
 STAGE0_SHARE = 0.15  # rule S
 PARTIAL_SHARE = 0.30  # rule C
 STEM_KL = 0.05  # rule D

@@ -20,9 +20,10 @@ pretraining is white glyphs on black at 32 px; relative to it:
 The fresh part of stop 19 adds task families no rule was tuned or checked on when it first
 ran (below); stop 21's three fresh parts are in ``bench_auto_tasks_stop21.py``, stop
 22's four in ``bench_auto_tasks_stop22.py`` and ``bench_auto_tasks_stop22b.py``, stop 23's
-in ``bench_auto_tasks_stop23.py`` and stop 24's three in ``bench_auto_tasks_stop24.py``,
-``bench_auto_tasks_stop24b.py`` and ``bench_auto_tasks_stop24c.py``, which register them in
-:data:`TASKS` when imported (``bench_auto.py`` imports the last, which imports the others).
+in ``bench_auto_tasks_stop23.py``, stop 24's three in ``bench_auto_tasks_stop24.py``,
+``bench_auto_tasks_stop24b.py`` and ``bench_auto_tasks_stop24c.py`` and stop 25's in
+``bench_auto_tasks_stop25.py``, which register them in :data:`TASKS` when imported
+(``bench_auto.py`` imports the last, which imports the others).
 
 Images are 64 px (the digits upscaled); the model's own transform resizes them.
 """

@@ -47,7 +47,8 @@ def redo(row: dict, epochs: int) -> dict:
     from bench_auto import saved_task_folder
 
     from zoo_core.train._auto import _decide
-    from zoo_core.train._pipeline import make_pilot
+    from zoo_core.train._pipeline import finetune
+    from zoo_core.train._runners import make_pilot
     from zoo_core.train._utils import _Printer
 
     seed = row["seed"]
@@ -56,7 +57,7 @@ def redo(row: dict, epochs: int) -> dict:
     choice, _, _, figures = _decide(
         "zoonet_s", folder, weights="default", seed=seed, force=False, device="cpu",
         num_workers=0, say=_Printer(False), epochs=epochs,
-        pilot=make_pilot("zoonet_s", seed=seed, weights="default"))
+        pilot=make_pilot(finetune, "zoonet_s", seed=seed, weights="default"))
     return {"choice": choice, "pilot": figures.get("pilot") or {},
             "seconds": time.perf_counter() - started}
 

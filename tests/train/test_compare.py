@@ -87,7 +87,8 @@ def test_run_cell_scores_every_strategy_on_a_disjoint_test_split():
     assert all(0.0 <= a <= 1.0 for a in row["accuracy"].values())
     # each run's per-epoch validation curve, ending at its final validation figure
     for s, curve in row["curves"].items():
-        assert len(curve["val_acc"]) == len(curve["val_loss"]) == 1
+        assert len(curve["val_acc"]) == len(curve["val_loss"]) == len(curve["seconds"]) == 1
+        assert 0 < curve["seconds"][0] <= row["seconds"][s]
         assert curve["val_acc"][-1] == row["val_accuracy"][s]
     folder = scan_image_folder(embedded_task("digits5-9", 4, seed=0, val_per_class=9),
                                seed=0, warn=False)

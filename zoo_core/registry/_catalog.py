@@ -49,6 +49,7 @@ class AutoThresholds:
     refuse_bound_p: float = 0.05  # ... one-sided, at this level
     pilot_fraction: float = 0.25
     pilot_min_per_class: int = 50
+    race_fraction: float = 0.0  # race the table's strategies for this share of the epochs
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def _validate(data: Mapping[str, Any], path: str, text: str) -> None:
                 raise fail(("auto", key), "must be >= 1")
         elif key in ("high_similarity", "pilot_fraction", "learnable_margin",
                      "similar_gain", "similar_share", "refuse_p", "refuse_gain",
-                     "refuse_bound_p"):
+                     "refuse_bound_p", "race_fraction"):
             expect(("auto", key), value, (int, float), "a number in [0, 1]")
             if not 0 <= value <= 1:
                 raise fail(("auto", key), "must be within [0, 1]")
@@ -391,7 +392,7 @@ def _to_catalog(data: Mapping[str, Any], files: tuple[str, ...]) -> Catalog:
             plenty_per_class=auto.get("plenty_per_class", AutoThresholds.plenty_per_class),
             **{k: float(auto[k]) for k in ("high_similarity", "learnable_margin", "similar_gain",
                                            "pilot_fraction", "similar_share", "refuse_p",
-                                           "refuse_gain", "refuse_bound_p")
+                                           "refuse_gain", "refuse_bound_p", "race_fraction")
                if k in auto},
             **{k: int(auto[k]) for k in ("pilot_min_per_class",) if k in auto},
         ),

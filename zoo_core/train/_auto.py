@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from zoo_core.errors import StrategyError, TransferNotRecommendedError
 from zoo_core.train._evidence import holdout_test
 from zoo_core.train._measure import Measurements, measure_transfer
+from zoo_core.train._race import RaceFn, race_note, run_race
 from zoo_core.train._utils import _Printer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,7 +133,7 @@ def _run_pilot(candidates: tuple[str, ...], folder: FolderData, *, epochs: int, 
 def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, force: bool,
             device: Any, num_workers: int, say: _Printer, input_size: Any = None,
             epochs: int = 30, pilot: PilotFn | None = None,
-            progress: bool = False,
+            progress: bool = False, race: RaceFn | None = None,
             model_kwargs: Any = None) -> tuple[str, str, bool, dict[str, Any]]:
     """``auto``: measure, decide, explain. Returns (strategy, reason, forced, figures).
 
@@ -178,7 +179,16 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
         return _pilot_or_refuse(d, m, figures, folder, epochs=epochs, seed=seed, pilot=pilot,
                                 thresholds=thresholds, say=say)
     strategy, reason = d.strategy, d.reason
-    if d.pilot and pilot is not None and m.min_per_class >= thresholds.pilot_min_per_class:
+    if race is not None and pretrained and thresholds.race_fraction > 0:
+        strategy, info = run_race(folder, fraction=thresholds.race_fraction, race=race,
+                                  say=say)
+        figures["race"] = info
+        probes = (f"probe {m.pretrained.mean:.3f} on pretrained vs {m.random.mean:.3f} on "
+                  f"random-init features, " if m.pretrained is not None else "")
+        reason = (f"{d.cell} ({probes}{m.per_class:g} images per class): the table says "
+                  f"{d.table_choice}; {race_note(info)}: {strategy} led, so it trains from "
+                  "the start")
+    elif d.pilot and pilot is not None and m.min_per_class >= thresholds.pilot_min_per_class:
         pilot_epochs = max(1, round(epochs * thresholds.pilot_fraction))
         strategy, info = _run_pilot(d.pilot, folder, epochs=pilot_epochs, seed=seed,
                                     pilot=pilot, say=say)

@@ -24,7 +24,8 @@ from typing import Any
 from zoo_core.errors import TransferNotRecommendedError
 from zoo_core.train._auto import _decide
 from zoo_core.train._defaults import DEFAULT_EPOCHS
-from zoo_core.train._pipeline import finetune, make_pilot
+from zoo_core.train._pipeline import finetune
+from zoo_core.train._runners import make_pilot, make_race
 from zoo_core.train._utils import _Printer
 
 STRATEGIES = ("linear_probe", "partial:1", "finetune", "scratch")
@@ -85,9 +86,11 @@ def accuracy_on(model: Any, samples: Sequence[tuple[str, int]]) -> float:
 
 
 def _curve(res: Any) -> dict[str, list[float]]:
-    """One run's validation accuracy and loss after each epoch (a row's ``curves``)."""
+    """One run's validation accuracy and loss after each epoch, and each epoch's seconds
+    (training + validation; a row's ``curves``)."""
     return {"val_acc": [m.val_acc for m in res.history],
-            "val_loss": [m.val_loss for m in res.history]}
+            "val_loss": [m.val_loss for m in res.history],
+            "seconds": [m.seconds for m in res.history]}
 
 
 def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed: int,
@@ -151,7 +154,8 @@ def run_cell(model: str, task: str, per_class: int | None, *, epochs: int, seed:
         choice, _, _, figures = _decide(
             model, folder, weights="default", seed=seed, force=False, device="cpu",
             num_workers=0, say=quiet, epochs=epochs, progress=progress,
-            pilot=make_pilot(model, seed=seed, weights="default"))
+            pilot=make_pilot(finetune, model, seed=seed, weights="default"),
+            race=make_race(finetune, model, epochs, seed=seed, weights="default"))
     except TransferNotRecommendedError as exc:
         choice, figures = "refused", getattr(exc, "figures", {})
     auto_seconds = time.perf_counter() - started

@@ -7,9 +7,12 @@ swaps in ``best/`` when validation accuracy improved, and writes the checkpoint
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,20 @@ if TYPE_CHECKING:  # pragma: no cover
 # Test hook: after the checkpoint of epoch N is written, exit hard (os._exit) as a crash.
 EXIT_AFTER_EPOCH_ENV = "ZOO_FINETUNE_EXIT_AFTER_EPOCH"
 EXIT_CODE = 75
+# auto's race (._race): the runs it starts stop after this epoch of their own schedule.
+_STOP_AFTER: contextvars.ContextVar[int | None] = contextvars.ContextVar("stop_after",
+                                                                        default=None)
+
+
+@contextlib.contextmanager
+def stopping_after(epoch: int | None) -> Iterator[None]:
+    """Runs started inside stop after ``epoch`` (``None``: at the end), the learning-rate
+    schedule still spanning their planned epochs: the first epochs of a full run."""
+    token = _STOP_AFTER.set(epoch)
+    try:
+        yield
+    finally:
+        _STOP_AFTER.reset(token)
 
 
 @dataclass
@@ -80,6 +97,7 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
     from tqdm import tqdm
 
     exit_after = int(os.environ.get(EXIT_AFTER_EPOCH_ENV, "0") or 0)
+    stop_after = _STOP_AFTER.get()
     ckpt_dir = cfg.out_dir / "checkpoint" if cfg.out_dir is not None else None
     epoch = cfg.start_epoch
     # On a terminal: the run's bar (ETA over every remaining epoch's batches) above the
@@ -127,6 +145,8 @@ def run_epochs(cfg: LoopConfig, state: LoopState, *, ctx: _Dist, trainer: _Train
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(EXIT_CODE)
+            if stop_after is not None and epoch >= stop_after:
+                break
             if state.stopped_early is not None:
                 say(f"early stop  no better validation accuracy for {cfg.early_stop} "
                     f"epoch(s); stopped after epoch {epoch} (best "

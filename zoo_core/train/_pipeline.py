@@ -88,6 +88,7 @@ from zoo_core.train._recipe import Recipe
 from zoo_core.train._report import _plot, _push, _write_metrics
 from zoo_core.train._results import FinetuneResult
 from zoo_core.train._resume import explicit_arguments, open_checkpoint, record_arguments
+from zoo_core.train._runners import make_pilot, make_race
 from zoo_core.train._runtime import resolve_runtime
 from zoo_core.train._setup import build_run, prepare_training, train_lp_head
 from zoo_core.train._speed import resolve_speed
@@ -229,17 +230,6 @@ def finetune(
         torch.set_num_threads(threads_before)
 
 
-def make_pilot(model_name: str, **kwargs: Any) -> Any:
-    """auto's pilot runner: ``pilot(strategy, folder, epochs)`` -> final holdout accuracy of
-    a quiet, file-less :func:`finetune` run on an already split folder."""
-    def pilot(strategy: str, folder: Any, epochs: int) -> float:
-        _, res = finetune(model_name, folder, strategy=strategy, epochs=epochs,
-                          progress=False, verbose=False, **kwargs)
-        return res.final_val_acc
-
-    return pilot
-
-
 def _decide_strategy(ctx: _Dist, opts: _Options, folder: Any, say: _Printer,
                      requested: Any) -> tuple[str, str, bool, dict[str, Any]]:
     if requested.kind != "auto":
@@ -250,17 +240,20 @@ def _decide_strategy(ctx: _Dist, opts: _Options, folder: Any, say: _Printer,
     decision: Any = None
     if ctx.main:
         try:
-            pilot = None if ctx.active else make_pilot(
-                opts.model, batch_size=opts.batch_size, seed=opts.seed, weights=opts.weights,
-                num_workers=opts.num_workers, device=ctx.device, input_size=opts.input_size,
-                precision=opts.precision, threads=opts.threads, balance=opts.balance,
-                model_kwargs=opts.model_kwargs)
+            same = dict(batch_size=opts.batch_size, seed=opts.seed, weights=opts.weights,
+                        num_workers=opts.num_workers, device=ctx.device,
+                        input_size=opts.input_size, precision=opts.precision,
+                        threads=opts.threads, balance=opts.balance,
+                        model_kwargs=opts.model_kwargs)
+            pilot = None if ctx.active else make_pilot(finetune, opts.model, **same)
+            race = None if ctx.active else make_race(finetune, opts.model, opts.epochs or None,
+                                                     **same)
             decision = _decide(opts.model, folder, weights=opts.weights, seed=opts.seed,
                                force=opts.force, device=ctx.device,
                                num_workers=opts.num_workers, say=say,
                                input_size=opts.input_size, model_kwargs=opts.model_kwargs,
                                epochs=opts.epochs or DEFAULT_EPOCHS, pilot=pilot,
-                               progress=opts.progress)
+                               race=race, progress=opts.progress)
         except TransferNotRecommendedError as exc:
             decision = ("refused", str(exc), getattr(exc, "figures", {}))
         except BaseException as exc:

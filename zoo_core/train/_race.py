@@ -9,10 +9,13 @@ images. The one with the best validation accuracy after its epoch ``k`` wins (a 
 lower validation loss, then the table's order), and the run then trains it from the start,
 with the same seed: the model it ends with is the explicit run of that strategy.
 
-Why (benchmarks/README.md, "Racing the strategies", stop 25): the probes that place the
-data in a cell of the table could not tell which strategy trains best (auto hit 68% of
-the benchmark's non-saturated task-seeds, always ``finetune`` 70%); a few epochs of each
-can, at a cost (``benchmarks/bench_auto_race.py`` replays it on saved per-epoch curves).
+Off by default (``race_fraction = 0``): measured on four benchmark parts
+(``benchmarks/bench_auto_race.py``, benchmarks/README.md "Racing the strategies", stop 25),
+a short race does not pick better than always fine-tuning: after a few epochs the frozen
+strategies lead and ``finetune`` overtakes them later. Raced to the end (``1.0``: every
+strategy trained in full, the best on validation kept, then trained again as the run) it
+picks much better, for about five runs' time instead of one: an opt-in for those who would
+otherwise try the four by hand.
 """
 
 from __future__ import annotations

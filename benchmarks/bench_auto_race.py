@@ -133,6 +133,31 @@ def race_cost(rows: list[dict], fraction: float) -> float:
     return spent / four if four else 0.0
 
 
+def real_race(part: str, rows: list[dict]) -> str | None:
+    """A ``bench_auto.py`` run of ``part`` with the race in ``auto``
+    (``results/bench_auto_race_real_<part>.json``, run with a registry file setting
+    ``[auto] race_fraction``): whether its choices are the replayed ones, and what it
+    measured, as ``bench_auto.py`` summarises it."""
+    from bench_auto import summarise
+
+    path = RESULTS / f"bench_auto_race_real_{part}.json"
+    if not path.exists():
+        return None
+    real = json.loads(path.read_text())[part]
+    fractions = {r["figures"]["race"]["fraction"] for r in real if "race" in r["figures"]}
+    if len(fractions) != 1:
+        raise SystemExit(f"{path.name}: expected one race_fraction, found {sorted(fractions)}")
+    (f,) = fractions
+    by = {(r["task"], r["per_class"], r["seed"]): r for r in real}
+    same = sum(by[(r["task"], r["per_class"], r["seed"])]["auto"] == race(r, f)[0]
+               for r in rows)
+    s = summarise(real)
+    return (f"{part}: the real race run (race_fraction {f:g}) chose as the replay on {same} "
+            f"of {len(rows)} task-seeds; {s['hits']}/{s['task_seeds']} hits, "
+            f"{s['mean_points_lost']:.2f} points lost, measured decision cost "
+            f"{100 * s['decision_cost_fraction']:.1f}%")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS),
@@ -153,7 +178,7 @@ def main() -> int:
     print(f"{'part':<8} {'n':>3} " + " ".join(f"{k:>13}" for k in picks))
     totals = {k: [0, 0, 0.0] for k in picks}
     costs: dict[float, list[float]] = {f: [] for f in args.fractions}
-    seen = []
+    seen, reals = [], []
     for part in PARTS:
         rows = load_curves(part)
         if rows is None:
@@ -171,6 +196,8 @@ def main() -> int:
         if args.show is not None:
             print("\n".join(score(rows, lambda r: race(r, args.show))["changed"])
                   or "    (as auto)")
+        if (line := real_race(part, rows)) is not None:
+            reals.append(line)
     if not seen:
         print("no part has a curve run yet: run bench_auto.py --part P --test-per-class 120 "
               "--json results/bench_auto_curves_P.json")
@@ -182,6 +209,8 @@ def main() -> int:
         print(f"race {f:g}: decision cost (measurement + four strategies' first epochs) "
               + ", ".join(f"{p} {100 * c:.1f}%" for p, c in zip(seen, costs[f], strict=True))
               + f"; mean {100 * statistics.fmean(costs[f]):.1f}%")
+    if reals:
+        print("\n".join(reals))
     print("cells: hits of the non-saturated task-seeds, then mean points lost against the best "
           "strategy (the six trained ones)")
     return 0

@@ -65,7 +65,8 @@ def test_auto_races_and_trains_the_leader_as_its_explicit_run(digits, tmp_path, 
     user.write_text("[auto]\nrace_fraction = 0.5\n")
     monkeypatch.setenv("ZOO_CORE_REGISTRY", str(user))
     reset_registry()
-    _, res = finetune("zoonet_s", digits, strategy="auto", epochs=4, seed=0, **QUIET)
+    _, res = finetune("zoonet_s", digits, strategy="auto", epochs=4, seed=0, lr=0.02,
+                      **QUIET)
     race = res.figures["race"]
     assert list(race["runs"]) == list(RACED) and race["fraction"] == 0.5
     assert race["runs"]["linear_probe"]["epochs"] == 1  # solved in one step: raced in full
@@ -77,10 +78,16 @@ def test_auto_races_and_trains_the_leader_as_its_explicit_run(digits, tmp_path, 
     assert f"race on {res.num_val} validation images" in res.reason
     assert f"{leader} led" in res.reason and "the table says" in res.reason
     # the leader's run is its explicit run: same figures, epoch by epoch
-    _, explicit = finetune("zoonet_s", digits, strategy=leader, epochs=4, seed=0, **QUIET)
+    _, explicit = finetune("zoonet_s", digits, strategy=leader, epochs=4, seed=0, lr=0.02,
+                           **QUIET)
     assert [m.val_acc for m in res.history] == [m.val_acc for m in explicit.history]
-    assert [m.val_acc for m in explicit.history][:race["runs"][leader]["epoch"]][-1] == \
-        race["runs"][leader]["val_acc"]
+    # each racer trained as its explicit run would (the caller's lr included) up to epoch 2
+    for s in RACED[1:]:
+        with stopping_after(2):
+            _, first = finetune("zoonet_s", digits, strategy=s, epochs=4, seed=0, lr=0.02,
+                                **QUIET)
+        assert (first.history[-1].val_acc, first.history[-1].val_loss) == \
+            (race["runs"][s]["val_acc"], race["runs"][s]["val_loss"])
     # race_fraction = 0 (the default) turns the race off
     user.write_text("[auto]\nrace_fraction = 0\n")
     reset_registry()

@@ -246,8 +246,12 @@ def _decide_strategy(ctx: _Dist, opts: _Options, folder: Any, say: _Printer,
                         threads=opts.threads, balance=opts.balance,
                         model_kwargs=opts.model_kwargs)
             pilot = None if ctx.active else make_pilot(finetune, opts.model, **same)
-            race = None if ctx.active else make_race(finetune, opts.model, opts.epochs or None,
-                                                     **same)
+            # a race's runs train as the final run will (its model is that explicit run)
+            race = None if ctx.active else make_race(
+                finetune, opts.model, opts.epochs or None, **same, lr=opts.lr,
+                recipe=opts.recipe, augment=opts.augment, accumulate=opts.accumulate,
+                probe_solver=opts.probe_solver, cache_features=opts.cache_features,
+                early_stop=opts.early_stop)
             decision = _decide(opts.model, folder, weights=opts.weights, seed=opts.seed,
                                force=opts.force, device=ctx.device,
                                num_workers=opts.num_workers, say=say,

@@ -149,6 +149,10 @@ def real_race(part: str, rows: list[dict]) -> str | None:
         raise SystemExit(f"{path.name}: expected one race_fraction, found {sorted(fractions)}")
     (f,) = fractions
     by = {(r["task"], r["per_class"], r["seed"]): r for r in real}
+    for r in rows:
+        if by[(r["task"], r["per_class"], r["seed"])]["accuracy"] != r["accuracy"]:
+            raise SystemExit(f"{path.name}: {r['task']} seed {r['seed']} does not reproduce "
+                             f"the part's curve run")
     same = sum(by[(r["task"], r["per_class"], r["seed"])]["auto"] == race(r, f)[0]
                for r in rows)
     s = summarise(real)

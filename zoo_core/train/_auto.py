@@ -18,7 +18,10 @@
    (at ``refuse_bound_p``); else it trains the best one. Without that bound a pilot on a
    few dozen images refused a task the final run learnt to 15-18 points above chance
    (a dot inside or outside a ring, 100 images per class: ``fresh10`` in
-   benchmarks/README.md).
+   benchmarks/README.md);
+5. with ``[auto] race_fraction`` above 0 (an opt-in; off by default), wherever auto would
+   train, the four table strategies **race** instead of steps 2-3 choosing
+   (:mod:`._race`): the best on validation after their first epochs is trained.
 """
 
 from __future__ import annotations

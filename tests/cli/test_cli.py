@@ -227,3 +227,15 @@ def test_refusal_names_every_probe_and_p_value(capsys, tmp_path):
                  "(p=", "Bonferroni", "--force"):
         assert text in err, text
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (("--race", "1.5"), "--race / race must be a share of the epochs between 0 (off) and 1"),
+    (("--race", "-0.1"), "--race / race must be a share of the epochs between 0 (off) and 1"),
+    (("--race", "0.5", "--strategy", "finetune"), "with --strategy finetune there is nothing"),
+])
+def test_race_flag_is_checked_before_anything_runs(capsys, tmp_path, argv, says):
+    code, _, err = run(capsys, "finetune", "--epochs", "1", "--no-progress",
+                       "--out", str(tmp_path / "run"), *argv)
+    assert code != 0 and err.startswith("zoo: error: ") and says in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()

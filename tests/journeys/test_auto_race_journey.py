@@ -1,7 +1,8 @@
-"""auto's opt-in race as a user meets it: a registry file sets ``[auto] race_fraction``,
-the installed ``zoo finetune`` races the four table strategies in a fresh process, trains
-the leader, records the race in run.json, and the leader's explicit run in another fresh
-process trains the same model; a resumed run does not race again."""
+"""auto's opt-in race as a user meets it: ``zoo finetune --race F`` (the installed
+command, a fresh process) races the four table strategies, trains the leader, records the
+race in run.json, and the leader's explicit run in another fresh process trains the same
+model; a resumed run does not race again, even with a registry file that races every run
+(``[auto] race_fraction``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ def test_the_race_picks_the_leader_records_it_and_resumes_without_racing(journey
     conf.write_text("[auto]\nrace_fraction = 0.5\n")
     env = {"ZOO_CORE_REGISTRY": str(conf)}
     out = journey.home / "run"
-    step = journey.zoo("finetune", "--data", str(digit_folder), "--epochs", "4",
-                       "--no-progress", "--threads", "1", "--json", "--out", str(out), **env)
+    step = journey.zoo("finetune", "--data", str(digit_folder), "--epochs", "4", "--race",
+                       "0.5", "--no-progress", "--threads", "1", "--json", "--out", str(out))
     record = json.loads(step.stdout)
     race = json.loads((out / "run.json").read_text())["figures"]["race"]
     runs = race["runs"]

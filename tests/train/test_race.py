@@ -88,8 +88,28 @@ def test_auto_races_and_trains_the_leader_as_its_explicit_run(digits, tmp_path, 
                                 **QUIET)
         assert (first.history[-1].val_acc, first.history[-1].val_loss) == \
             (race["runs"][s]["val_acc"], race["runs"][s]["val_loss"])
-    # race_fraction = 0 (the default) turns the race off
+    # race_fraction = 0 (the default) turns the race off, and the run's race= overrides it
+    # both ways
     user.write_text("[auto]\nrace_fraction = 0\n")
     reset_registry()
     _, res = finetune("zoonet_s", digits, strategy="auto", epochs=4, seed=0, **QUIET)
     assert "race" not in res.figures
+    _, res = finetune("zoonet_s", digits, strategy="auto", epochs=4, seed=0, race=0.25,
+                      **QUIET)
+    assert res.figures["race"]["fraction"] == 0.25
+    assert res.figures["race"]["runs"]["finetune"]["epoch"] == 1
+    user.write_text("[auto]\nrace_fraction = 0.5\n")
+    reset_registry()
+    _, res = finetune("zoonet_s", digits, strategy="auto", epochs=4, seed=0, race=0,
+                      **QUIET)
+    assert "race" not in res.figures
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, "half", True])
+def test_race_argument_is_checked(digits, bad):
+    from zoo_core import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="race must be a share of the epochs"):
+        finetune("zoonet_s", digits, strategy="auto", race=bad, **QUIET)
+    with pytest.raises(InvalidArgumentError, match="nothing to race"):
+        finetune("zoonet_s", digits, strategy="partial:1", race=0.5, **QUIET)

@@ -120,6 +120,10 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
                    "a checkpoint")
     p.add_argument("--force", action="store_true",
                    help="fine-tune even when auto finds nothing to learn (refusal)")
+    p.add_argument("--race", type=float, default=None, metavar="F",
+                   help="auto: race linear_probe, partial:1, finetune and scratch for this "
+                   "share of their epochs and train the best on validation (1: all four in "
+                   "full, about five runs' time; default [auto] race_fraction, 0: off)")
     p.add_argument("--no-cache", action="store_true",
                    help="linear_probe: run the frozen backbone every epoch (no feature cache)")
     p.add_argument("--augment", action="store_true",
@@ -182,7 +186,7 @@ _SAME = ("model", "data", "strategy", "epochs", "batch_size", "lr", "seed", "val
          "per_class", "early_stop", "keep", "log_with", "push_to_hub", "resume", "overwrite",
          "force", "augment", "input_size", "precision", "accumulate", "threads",
          "num_workers", "lp_epochs", "probe_solver", "device", "out", "channels_last",
-         "compile", "balance")
+         "compile", "balance", "race")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:

@@ -93,3 +93,17 @@ def check_log_with(log_with: str | None, out: Any) -> None:
                                        "'zoo-core[tensorboard]'")
         if out is None:
             raise InvalidArgumentError("--log-with tensorboard needs out=DIR (--out)")
+
+
+def check_race(race: Any, strategy: Any) -> None:
+    """``race`` (``--race``): a share of the epochs in [0, 1], for ``auto`` only."""
+    if race is None:
+        return
+    if isinstance(race, bool) or not isinstance(race, (int, float)) or not 0 <= race <= 1:
+        raise InvalidArgumentError(
+            f"--race / race must be a share of the epochs between 0 (off) and 1 (every "
+            f"strategy trained in full), got {race!r}")
+    if str(strategy) != "auto":
+        raise InvalidArgumentError(
+            f"--race / race={race} races the strategies for auto; with --strategy "
+            f"{strategy} there is nothing to race (drop it, or use --strategy auto)")

@@ -137,6 +137,7 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
             device: Any, num_workers: int, say: _Printer, input_size: Any = None,
             epochs: int = 30, pilot: PilotFn | None = None,
             progress: bool = False, race: RaceFn | None = None,
+            race_fraction: float | None = None,
             model_kwargs: Any = None) -> tuple[str, str, bool, dict[str, Any]]:
     """``auto``: measure, decide, explain. Returns (strategy, reason, forced, figures).
 
@@ -182,9 +183,9 @@ def _decide(model_name: str, folder: FolderData, *, weights: Any, seed: int, for
         return _pilot_or_refuse(d, m, figures, folder, epochs=epochs, seed=seed, pilot=pilot,
                                 thresholds=thresholds, say=say)
     strategy, reason = d.strategy, d.reason
-    if race is not None and pretrained and thresholds.race_fraction > 0:
-        strategy, info = run_race(folder, fraction=thresholds.race_fraction, race=race,
-                                  say=say)
+    fraction = thresholds.race_fraction if race_fraction is None else race_fraction
+    if race is not None and pretrained and fraction > 0:
+        strategy, info = run_race(folder, fraction=fraction, race=race, say=say)
         figures["race"] = info
         probes = (f"probe {m.pretrained.mean:.3f} on pretrained vs {m.random.mean:.3f} on "
                   f"random-init features, " if m.pretrained is not None else "")

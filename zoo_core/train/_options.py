@@ -48,6 +48,7 @@ class _Options:
     extra: dict[str, Any] = field(default_factory=dict)
     balance: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    race: float | None = None  # auto's race fraction for this run (None: the registry's)
 
     def hyperparameters(self, kind: str, lr: float, epochs: int) -> dict[str, Any]:
         return {"model": self.model, "strategy": kind, "requested_strategy": self.strategy,

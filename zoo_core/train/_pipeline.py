@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo_core.errors import InvalidArgumentError, TransferNotRecommendedError, ZooError
 from zoo_core.layout._model_args import check_caller_args
-from zoo_core.train._args import check_args, default_threads, parse_input_size
+from zoo_core.train._args import check_args, check_race, default_threads, parse_input_size
 from zoo_core.train._auto import _decide
 from zoo_core.train._balance import check_balance, note_imbalance
 from zoo_core.train._checkpoint import _restore
@@ -142,6 +142,7 @@ def finetune(
     compile: bool | str | None = None,
     balance: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    race: float | None = None,
 ) -> tuple[nn.Module, FinetuneResult]:
     """Fine-tune ``model`` on an image folder; return ``(model, FinetuneResult)``.
 
@@ -180,6 +181,8 @@ def finetune(
     ``balance``: ``"sampler"`` or ``"loss"`` for imbalanced classes (:mod:`._balance`).
     ``model_kwargs``: passed to the model's builder (``in_chans``, ``drop_path_rate``...),
     as :func:`zoo_core.build_model`'s keyword arguments; recorded and restored on resume.
+    ``race`` (``auto`` only; default ``[auto] race_fraction``, 0: off): race the table's
+    strategies for this share of their epochs, train the best on validation (:mod:`._race`).
     """
     import torch
 
@@ -194,6 +197,7 @@ def finetune(
     if probe_solver not in SOLVERS:
         raise InvalidArgumentError(f"--probe-solver must be one of {', '.join(SOLVERS)}, got "
                                    f"{probe_solver!r}")
+    check_race(race, strategy)
     log_with = parse_log_with(log_with, out)
     balance = check_balance(balance)
     model_args = check_caller_args(dict(model_kwargs or {}), str(model))
@@ -213,7 +217,7 @@ def finetune(
                                                  and "weight_decay" in recipe)
             else {"weight_decay": weight_decay})), early_stop=early_stop,
         keep=keep, log_with=log_with, lp_epochs=lp_epochs, probe_solver=probe_solver,
-        balance=balance, model_kwargs=model_args)
+        balance=balance, model_kwargs=model_args, race=race)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
     ctx = _Dist(device, precision=opts.precision, project_dir=opts.out)
@@ -257,7 +261,8 @@ def _decide_strategy(ctx: _Dist, opts: _Options, folder: Any, say: _Printer,
                                num_workers=opts.num_workers, say=say,
                                input_size=opts.input_size, model_kwargs=opts.model_kwargs,
                                epochs=opts.epochs or DEFAULT_EPOCHS, pilot=pilot,
-                               race=race, progress=opts.progress)
+                               race=race, race_fraction=opts.race,
+                               progress=opts.progress)
         except TransferNotRecommendedError as exc:
             decision = ("refused", str(exc), getattr(exc, "figures", {}))
         except BaseException as exc:

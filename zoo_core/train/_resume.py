@@ -26,7 +26,7 @@ from zoo_core.errors import InvalidArgumentError
 # Arguments about how this process runs, not what the run is: free to change on resume.
 EXECUTION = frozenset({"epochs", "out", "resume", "overwrite", "num_workers", "device",
                        "progress", "verbose", "threads", "push_to_hub", "force",
-                       "channels_last", "compile"})
+                       "channels_last", "compile", "race"})
 FLAGS = {"model": "MODEL", "data": "--data", "strategy": "--strategy",
          "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
          "seed": "--seed", "val_fraction": "--val-fraction", "per_class": "--per-class",

@@ -16,8 +16,9 @@ refusals and names the cell); where it found nothing significant and ran its ref
 pilot, the outcome (a refusal, or the pilot's best) and its cost are kept as they are.
 
 Scored on the parts that ``bench_auto.py`` ran with per-epoch validation curves
-(``results/bench_auto_curves_<part>.json``: ``zoo_core.train._compare.run_cell`` keeps them
-since stop 25); each curve run is first checked against the part's saved test-split run
+(``results/bench_auto_curves_<part>.json``, or the test-split run itself for a part first
+run with them: ``zoo_core.train._compare.run_cell`` keeps them since stop 25); each curve
+run is first checked against the part's saved test-split run
 (``results/bench_auto_test120_<part>.json``): the same seeds train the same models, so every
 test accuracy must match. Hits and mean points lost are counted as ``bench_auto.py`` counts
 them (non-saturated task-seeds). The decision cost of a race is auto's measurement plus the
@@ -61,10 +62,14 @@ def load_curves(part: str) -> list[dict] | None:
     """The rows of ``part``'s curve run (None if there is none), checked against its saved
     test-split run: a row whose test accuracies moved raises (the replay would be wrong)."""
     path = RESULTS / f"bench_auto_curves_{part}.json"
-    if not path.exists():
-        return None
-    rows = json.loads(path.read_text())[part]
     saved = RESULTS / f"bench_auto_test120_{part}.json"
+    if not path.exists():  # a part first run with curves keeps them in its test-split run
+        if not saved.exists():
+            return None
+        rows = json.loads(saved.read_text())[part]
+        return [{**r, "part": part} for r in rows] if all("curves" in r for r in rows) \
+            else None
+    rows = json.loads(path.read_text())[part]
     if saved.exists():
         old = {(r["task"], r["per_class"], r["seed"]): r["accuracy"]
                for r in json.loads(saved.read_text())[part]}

@@ -113,3 +113,26 @@ def test_race_argument_is_checked(digits, bad):
         finetune("zoonet_s", digits, strategy="auto", race=bad, **QUIET)
     with pytest.raises(InvalidArgumentError, match="nothing to race"):
         finetune("zoonet_s", digits, strategy="partial:1", race=0.5, **QUIET)
+
+
+def test_pilots_and_racers_train_with_the_callers_settings(digits, monkeypatch):
+    """auto's trial runs (the pilot's and the race's) get the caller's lr, recipe and
+    stopping, not the defaults: a trial of another recipe would judge another run."""
+    from zoo_core.train import _pipeline
+
+    seen = {}
+
+    def spy(name, real):
+        def make(run, model, *args, **kw):
+            seen[name] = kw
+            return real(run, model, *args, **kw)
+        return make
+
+    monkeypatch.setattr(_pipeline, "make_pilot", spy("pilot", _pipeline.make_pilot))
+    monkeypatch.setattr(_pipeline, "make_race", spy("race", _pipeline.make_race))
+    finetune("zoonet_s", digits, strategy="auto", epochs=1, lr=0.02, early_stop=3,
+             recipe={"smoothing": 0.1}, **QUIET)
+    assert set(seen) == {"pilot", "race"}
+    for kw in seen.values():
+        assert (kw["lr"], kw["early_stop"], kw["recipe"].smoothing) == (0.02, 3, 0.1)
+        assert kw["seed"] == 0 and kw["probe_solver"] == "lbfgs"

@@ -244,18 +244,19 @@ def _decide_strategy(ctx: _Dist, opts: _Options, folder: Any, say: _Printer,
     decision: Any = None
     if ctx.main:
         try:
+            # pilots and racers train as the final run will (a racer's model is that
+            # explicit run): the caller's settings, not the defaults
             same = dict(batch_size=opts.batch_size, seed=opts.seed, weights=opts.weights,
                         num_workers=opts.num_workers, device=ctx.device,
                         input_size=opts.input_size, precision=opts.precision,
                         threads=opts.threads, balance=opts.balance,
-                        model_kwargs=opts.model_kwargs)
+                        model_kwargs=opts.model_kwargs, lr=opts.lr, recipe=opts.recipe,
+                        augment=opts.augment, accumulate=opts.accumulate,
+                        probe_solver=opts.probe_solver, cache_features=opts.cache_features,
+                        early_stop=opts.early_stop)
             pilot = None if ctx.active else make_pilot(finetune, opts.model, **same)
-            # a race's runs train as the final run will (its model is that explicit run)
-            race = None if ctx.active else make_race(
-                finetune, opts.model, opts.epochs or None, **same, lr=opts.lr,
-                recipe=opts.recipe, augment=opts.augment, accumulate=opts.accumulate,
-                probe_solver=opts.probe_solver, cache_features=opts.cache_features,
-                early_stop=opts.early_stop)
+            race = None if ctx.active else make_race(finetune, opts.model,
+                                                     opts.epochs or None, **same)
             decision = _decide(opts.model, folder, weights=opts.weights, seed=opts.seed,
                                force=opts.force, device=ctx.device,
                                num_workers=opts.num_workers, say=say,

@@ -55,7 +55,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-FRACTIONS = (0.04, 0.1, 0.2, 0.34, 0.5, 1.0)
+FRACTIONS = (0.04, 0.07, 0.1, 0.2, 0.34, 0.5, 1.0)
 
 
 def load_curves(part: str) -> list[dict] | None:

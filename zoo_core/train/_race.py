@@ -14,8 +14,10 @@ Off by default (``race_fraction = 0``): measured on four benchmark parts
 a short race does not pick better than always fine-tuning: after a few epochs the frozen
 strategies lead and ``finetune`` overtakes them later. Raced to the end (``1.0``: every
 strategy trained in full, the best on validation kept, then trained again as the run) it
-picks much better, for about five runs' time instead of one: an opt-in for those who would
-otherwise try the four by hand.
+picked better: 73 of 90 task-seeds against 56 for always ``finetune`` over five parts, 14
+of 18 against 10 on the one part written blind to it (fresh13, three seeds), for about
+five runs' time instead of one: an opt-in for those who would otherwise try the four by
+hand.
 """
 
 from __future__ import annotations
